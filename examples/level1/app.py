@@ -1,0 +1,237 @@
+"""Level 1: a ChatKit server that answers every message with "Hello, world!".
+
+Run from the folder that holds this package:  uvicorn level1.app:app --port 8000
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from chatkit.server import ChatKitServer, StreamingResult
+from chatkit.store import NotFoundError, Store
+from chatkit.types import (
+    AssistantMessageContent,
+    AssistantMessageItem,
+    Attachment,
+    ChatKitReq,
+    Page,
+    ThreadItem,
+    ThreadItemDoneEvent,
+    ThreadMetadata,
+    ThreadStreamEvent,
+    UserMessageItem,
+)
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import TypeAdapter, ValidationError
+
+logger = logging.getLogger(__name__)
+
+
+# --8<-- [start:store]
+def _sort_key(row: ThreadMetadata | ThreadItem) -> datetime:
+    # The SDK stamps naive local datetimes; astimezone() makes naive and aware comparable.
+    return row.created_at.astimezone(UTC)
+
+
+def _page(rows: list[Any], after: str | None, limit: int, order: str) -> Page[Any]:
+    """One page of rows ordered by created_at; ties keep insertion order."""
+    rows = sorted(rows, key=_sort_key, reverse=order == "desc")
+    start = 0
+    if after is not None:
+        ids = [row.id for row in rows]
+        if after not in ids:
+            raise NotFoundError(f"cursor {after} not found")
+        start = ids.index(after) + 1
+    data = rows[start : start + limit]
+    has_more = start + limit < len(rows)
+    # `after` must name the last row returned, or the SDK's pagination loops forever.
+    return Page(data=data, has_more=has_more, after=data[-1].id if has_more and data else None)
+
+
+class MemoryStore(Store[dict[str, Any]]):
+    """A Store that keeps threads in process memory (lost on restart). chatkit ships none."""
+
+    def __init__(self) -> None:
+        self.threads: dict[str, tuple[str, ThreadMetadata]] = {}  # id -> (owner, thread)
+        self.items: dict[str, list[ThreadItem]] = {}  # thread id -> items, insertion order
+        self.attachments: dict[str, tuple[str, Attachment]] = {}
+
+    @staticmethod
+    def _owner(context: dict[str, Any]) -> str:
+        return str(context.get("user_id", ""))
+
+    def _thread(self, thread_id: str, context: dict[str, Any]) -> ThreadMetadata:
+        owner, thread = self.threads.get(thread_id, (None, None))
+        if thread is None or owner != self._owner(context):
+            raise NotFoundError(f"thread {thread_id} not found")  # another user's thread: not found
+        return thread
+
+    async def load_thread(self, thread_id: str, context: dict[str, Any]) -> ThreadMetadata:
+        return self._thread(thread_id, context).model_copy(deep=True)
+
+    async def save_thread(self, thread: ThreadMetadata, context: dict[str, Any]) -> None:
+        owner, _ = self.threads.get(thread.id, (self._owner(context), None))
+        if owner != self._owner(context):
+            raise NotFoundError(f"thread {thread.id} not found")
+        # The server may pass a Thread (with .items): keep only the metadata.
+        metadata = ThreadMetadata.model_validate(thread.model_dump(exclude={"items"}))
+        self.threads[thread.id] = (owner, metadata)
+        self.items.setdefault(thread.id, [])
+
+    async def load_threads(
+        self, limit: int, after: str | None, order: str, context: dict[str, Any]
+    ) -> Page[ThreadMetadata]:
+        mine = [t for owner, t in self.threads.values() if owner == self._owner(context)]
+        return _page(mine, after, limit, order)
+
+    async def delete_thread(self, thread_id: str, context: dict[str, Any]) -> None:
+        self._thread(thread_id, context)
+        del self.threads[thread_id]
+        self.items.pop(thread_id, None)
+
+    async def load_thread_items(
+        self, thread_id: str, after: str | None, limit: int, order: str, context: dict[str, Any]
+    ) -> Page[ThreadItem]:
+        self._thread(thread_id, context)
+        return _page(self.items[thread_id], after, limit, order)
+
+    async def add_thread_item(self, thread_id: str, item: ThreadItem, context: dict[str, Any]) -> None:
+        await self.save_item(thread_id, item, context)  # a repeated done event must not duplicate
+
+    async def save_item(self, thread_id: str, item: ThreadItem, context: dict[str, Any]) -> None:
+        self._thread(thread_id, context)
+        rows = self.items[thread_id]
+        for i, old in enumerate(rows):
+            if old.id == item.id:
+                rows[i] = item
+                return
+        rows.append(item)
+
+    async def load_item(self, thread_id: str, item_id: str, context: dict[str, Any]) -> ThreadItem:
+        self._thread(thread_id, context)
+        for item in self.items[thread_id]:
+            if item.id == item_id:
+                return item
+        raise NotFoundError(f"item {item_id} not found in thread {thread_id}")
+
+    async def delete_thread_item(self, thread_id: str, item_id: str, context: dict[str, Any]) -> None:
+        self._thread(thread_id, context)
+        self.items[thread_id] = [i for i in self.items[thread_id] if i.id != item_id]
+
+    async def save_attachment(self, attachment: Attachment, context: dict[str, Any]) -> None:
+        self.attachments[attachment.id] = (self._owner(context), attachment)
+
+    async def load_attachment(self, attachment_id: str, context: dict[str, Any]) -> Attachment:
+        owner, attachment = self.attachments.get(attachment_id, (None, None))
+        if attachment is None or owner != self._owner(context):
+            raise NotFoundError(f"attachment {attachment_id} not found")
+        return attachment
+
+    async def delete_attachment(self, attachment_id: str, context: dict[str, Any]) -> None:
+        await self.load_attachment(attachment_id, context)
+        del self.attachments[attachment_id]
+
+
+# --8<-- [end:store]
+
+
+# --8<-- [start:server]
+class HelloServer(ChatKitServer[dict[str, Any]]):
+    async def respond(
+        self,
+        thread: ThreadMetadata,
+        input_user_message: UserMessageItem | None,
+        context: dict[str, Any],
+    ) -> AsyncIterator[ThreadStreamEvent]:
+        # There is no text_event(): a finished message is a ThreadItemDoneEvent,
+        # and the server stores it with store.add_thread_item().
+        yield ThreadItemDoneEvent(
+            item=AssistantMessageItem(
+                id=self.store.generate_item_id("message", thread, context),
+                thread_id=thread.id,
+                created_at=datetime.now(),  # naive, like every timestamp the SDK makes
+                content=[AssistantMessageContent(text="Hello, world!")],
+            )
+        )
+
+
+# --8<-- [end:server]
+
+
+# --8<-- [start:errors]
+_REQUEST = TypeAdapter(ChatKitReq)
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status)
+
+
+def describe(exc: ValidationError) -> str:
+    """One line that tells a client what is wrong with its body."""
+    first = exc.errors()[0]
+    if first["type"] == "union_tag_not_found":
+        return 'missing "type": a ChatKit request looks like {"type": "threads.create", "params": {...}}'
+    if first["type"] == "union_tag_invalid":
+        return f"unknown type {first['ctx']['tag']!r}; expected one of {first['ctx']['expected_tags']}"
+    where = ".".join(str(part) for part in first["loc"][1:]) or "body"
+    return f"{where}: {first['msg']}" + (f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else "")
+
+
+async def guarded_stream(result: StreamingResult) -> Response:
+    """Start the SSE response only once the first event exists, so early errors get a status."""
+    events = aiter(result)
+    try:
+        first = await anext(events)
+    except StopAsyncIteration:
+        first = b""
+    except NotFoundError as exc:
+        return error_response(404, "not_found", str(exc))
+    except ValueError as exc:  # e.g. a client tool output when no tool call is pending
+        return error_response(409, "conflict", str(exc))
+
+    async def body() -> AsyncIterator[bytes]:
+        yield first
+        try:
+            async for chunk in events:
+                yield chunk
+        except Exception:
+            # Headers are sent: report the failure in-band instead of dropping the connection.
+            logger.exception("stream failed after it started")
+            yield b'data: {"type":"error","code":"stream.error","allow_retry":true}\n\n'
+
+    return StreamingResponse(body(), media_type="text/event-stream")
+
+
+# --8<-- [end:errors]
+
+
+# --8<-- [start:endpoint]
+def create_app(store: Store[dict[str, Any]] | None = None) -> FastAPI:
+    """The ASGI app; pass a store to share one between app instances (or to use your own)."""
+    server = HelloServer(store=store or MemoryStore())
+    app = FastAPI(title="ChatKit level 1")
+
+    @app.post("/chatkit")
+    async def chatkit_endpoint(request: Request) -> Response:
+        body = await request.body()
+        try:
+            _REQUEST.validate_json(body)  # process() would raise the same error as a 500
+        except ValidationError as exc:
+            return error_response(400, "invalid_request", describe(exc))
+        try:
+            result = await server.process(body, context={})
+        except NotFoundError as exc:
+            return error_response(404, "not_found", str(exc))
+        if isinstance(result, StreamingResult):
+            return await guarded_stream(result)
+        return Response(content=result.json, media_type="application/json")
+
+    return app
+
+
+app = create_app()
+# --8<-- [end:endpoint]

@@ -1,0 +1,115 @@
+"""Level 2: an Agents SDK agent behind a ChatKit endpoint.
+
+Run from the folder that holds this package:  uvicorn level2.app:app --port 8000
+Needs OPENAI_API_KEY at request time (or OPENAI_BASE_URL pointing at a compatible server).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from agents import set_tracing_disabled
+from chatkit.server import StreamingResult
+from chatkit.store import NotFoundError, Store
+from chatkit.types import ChatKitReq
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import TypeAdapter, ValidationError
+
+from .server import AgentServer
+from .store import MemoryStore
+
+logger = logging.getLogger(__name__)
+
+
+# --8<-- [start:tracing]
+def configure_tracing() -> None:
+    """Agents SDK traces carry the conversation and go to OpenAI, whatever OPENAI_BASE_URL says.
+
+    Keep them only when OpenAI is both the model backend and the trace destination.
+    """
+    base_url = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
+    if not os.environ.get("OPENAI_API_KEY") or not base_url.startswith("https://api.openai.com"):
+        set_tracing_disabled(True)
+
+
+# --8<-- [end:tracing]
+
+
+# --8<-- [start:errors]
+_REQUEST = TypeAdapter(ChatKitReq)
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status)
+
+
+def describe(exc: ValidationError) -> str:
+    """One line that tells a client what is wrong with its body."""
+    first = exc.errors()[0]
+    if first["type"] == "union_tag_not_found":
+        return 'missing "type": a ChatKit request looks like {"type": "threads.create", "params": {...}}'
+    if first["type"] == "union_tag_invalid":
+        return f"unknown type {first['ctx']['tag']!r}; expected one of {first['ctx']['expected_tags']}"
+    where = ".".join(str(part) for part in first["loc"][1:]) or "body"
+    return f"{where}: {first['msg']}" + (f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else "")
+
+
+async def guarded_stream(result: StreamingResult) -> Response:
+    """Start the SSE response only once the first event exists, so early errors get a status."""
+    events = aiter(result)
+    try:
+        first = await anext(events)
+    except StopAsyncIteration:
+        first = b""
+    except NotFoundError as exc:
+        return error_response(404, "not_found", str(exc))
+    except ValueError as exc:  # e.g. a client tool output when no tool call is pending
+        return error_response(409, "conflict", str(exc))
+
+    async def body() -> AsyncIterator[bytes]:
+        yield first
+        try:
+            async for chunk in events:
+                yield chunk
+        except Exception:
+            # Headers are sent: report the failure in-band instead of dropping the connection.
+            logger.exception("stream failed after it started")
+            yield b'data: {"type":"error","code":"stream.error","allow_retry":true}\n\n'
+
+    return StreamingResponse(body(), media_type="text/event-stream")
+
+
+# --8<-- [end:errors]
+
+
+# --8<-- [start:endpoint]
+def create_app(store: Store[dict[str, Any]] | None = None) -> FastAPI:
+    """The ASGI app; pass a store to share one between app instances (or to use your own)."""
+    configure_tracing()
+    server = AgentServer(store=store or MemoryStore())
+    app = FastAPI(title="ChatKit level 2")
+
+    @app.post("/chatkit")
+    async def chatkit_endpoint(request: Request) -> Response:
+        body = await request.body()
+        try:
+            _REQUEST.validate_json(body)  # process() would raise the same error as a 500
+        except ValidationError as exc:
+            return error_response(400, "invalid_request", describe(exc))
+        try:
+            result = await server.process(body, context={})
+        except NotFoundError as exc:
+            return error_response(404, "not_found", str(exc))
+        if isinstance(result, StreamingResult):
+            return await guarded_stream(result)
+        return Response(content=result.json, media_type="application/json")
+
+    return app
+
+
+app = create_app()
+# --8<-- [end:endpoint]

@@ -1,0 +1,46 @@
+"""The Level 2 agent and the ChatKitServer that streams its answers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from agents import Agent, Runner
+from agents.models import get_default_model
+from chatkit.agents import AgentContext, simple_to_agent_input, stream_agent_response
+from chatkit.server import ChatKitServer
+from chatkit.types import ThreadMetadata, ThreadStreamEvent, UserMessageItem
+
+# --8<-- [start:agent]
+# The model name comes from OPENAI_DEFAULT_MODEL, the Agents SDK's own variable
+# (unset: the SDK's default). The key is read on the first request, not at import.
+assistant = Agent[AgentContext[dict[str, Any]]](
+    name="Assistant",
+    instructions="You are a concise, friendly assistant. Answer in plain sentences.",
+    model=get_default_model(),
+)
+# --8<-- [end:agent]
+
+# --8<-- [start:history]
+HISTORY_LIMIT = 20  # items of context sent to the model on every turn
+
+
+class AgentServer(ChatKitServer[dict[str, Any]]):
+    async def respond(
+        self,
+        thread: ThreadMetadata,
+        input_user_message: UserMessageItem | None,  # None after a client tool output
+        context: dict[str, Any],
+    ) -> AsyncIterator[ThreadStreamEvent]:
+        # The user message is already stored. "desc" + reversed() = the LAST 20 items,
+        # oldest first; order="asc" would send the FIRST 20 of a long thread.
+        page = await self.store.load_thread_items(thread.id, None, HISTORY_LIMIT, "desc", context)
+        input_items = await simple_to_agent_input(list(reversed(page.data)))
+
+        agent_context = AgentContext(thread=thread, store=self.store, request_context=context)
+        result = Runner.run_streamed(assistant, input_items, context=agent_context)
+        async for event in stream_agent_response(agent_context, result):
+            yield event
+
+
+# --8<-- [end:history]

@@ -1,0 +1,288 @@
+"""An offline, OpenAI-compatible model server that speaks the Responses API.
+
+Point any app that uses the official ``openai`` client (and so the Agents SDK) at it with
+``OPENAI_BASE_URL=http://127.0.0.1:8765/v1`` and any non-empty ``OPENAI_API_KEY``. No network, no
+key, deterministic replies:
+
+* by default it answers ``You said: <last user text>``; after a tool ran it answers
+  ``Tool result: <output>``;
+* a user message ``/call <tool> {json}`` makes it call that tool (if the request offers it);
+* scripted turns, queued with ``POST /_scripted/turns``, win over the default;
+* every request it received is kept, ``GET /_scripted/requests`` returns them.
+
+Run ``python scripts/scripted_model_server.py --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+Output = dict[str, Any]  # one Responses output item: a message or a function_call
+
+
+def _id(prefix: str) -> str:
+    # ChatKit reuses the model's message id as the thread item id: it must never repeat.
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def text_output(text: str) -> Output:
+    return {
+        "id": _id("msg"),
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    }
+
+
+def function_call_output(name: str, arguments: dict[str, Any]) -> Output:
+    return {
+        "id": _id("fc"),
+        "type": "function_call",
+        "call_id": _id("call"),
+        "name": name,
+        "arguments": json.dumps(arguments),
+        "status": "completed",
+    }
+
+
+def _turn_from_json(turn: list[dict[str, Any]]) -> list[Output]:
+    """``[{"text": "hi"}, {"function_call": {"name": "x", "arguments": {}}}]`` to output items."""
+    out: list[Output] = []
+    for step in turn:
+        if "text" in step:
+            out.append(text_output(str(step["text"])))
+        elif "function_call" in step:
+            call = step["function_call"]
+            out.append(function_call_output(call["name"], call.get("arguments") or {}))
+        else:
+            raise ValueError(f"a step needs 'text' or 'function_call': {step!r}")
+    return out
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") for p in content or [] if isinstance(p, dict))
+
+
+def default_reply(body: dict[str, Any]) -> list[Output]:
+    """The deterministic answer to a request that no script covers."""
+    items = body.get("input")
+    if isinstance(items, str):
+        items = [{"type": "message", "role": "user", "content": items}]
+    last = (items or [{}])[-1]
+    if last.get("type") == "function_call_output":
+        return [text_output(f"Tool result: {last.get('output')}")]
+    user_text = next(
+        (
+            _text_of(i.get("content"))
+            for i in reversed(items or [])
+            if i.get("role") == "user" and i.get("type", "message") == "message"
+        ),
+        "",
+    ).strip()
+    if user_text.startswith("/call "):
+        name, _, raw_args = user_text[len("/call ") :].partition(" ")
+        offered = {t.get("name") for t in body.get("tools") or []}
+        if name in offered:
+            return [function_call_output(name, json.loads(raw_args or "{}"))]
+    return [text_output(f"You said: {user_text}")]
+
+
+class ScriptedModel:
+    """The server's state: queued turns and the requests received, shared with in-process tests."""
+
+    def __init__(self) -> None:
+        self.turns: deque[list[Output] | int] = deque()
+        self.requests: list[dict[str, Any]] = []
+        self.gate: threading.Event | None = None
+
+    def script(self, *turns: list[Output]) -> None:
+        """Queue whole model turns; each request to /v1/responses consumes one."""
+        self.turns.extend(turns)
+
+    def fail_next(self, status: int = 500) -> None:
+        """Make the next request fail with an HTTP error, as an overloaded API would."""
+        self.turns.append(status)
+
+    def hold_next(self) -> threading.Event:
+        """Hold the next streamed answer until the returned event is set (shows streaming is live)."""
+        self.gate = threading.Event()
+        return self.gate
+
+    def reset(self) -> None:
+        self.turns.clear()
+        self.requests.clear()
+        self.gate = None
+
+    def next_turn(self, body: dict[str, Any]) -> list[Output] | int:
+        self.requests.append(body)
+        return self.turns.popleft() if self.turns else default_reply(body)
+
+
+def _response(body: dict[str, Any], output: list[Output], status: str) -> dict[str, Any]:
+    return {
+        "id": _id("resp"),
+        "object": "response",
+        "created_at": int(time.time()),
+        "model": body.get("model") or "scripted",
+        "status": status,
+        "output": output,
+        "parallel_tool_calls": False,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": {
+            "input_tokens": 0,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": 0,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 0,
+        },
+    }
+
+
+def stream_events(body: dict[str, Any], output: list[Output]) -> list[dict[str, Any]]:
+    """The Responses-API event sequence for one turn, text split into word deltas."""
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": _response(body, [], "in_progress")},
+        {"type": "response.in_progress", "response": _response(body, [], "in_progress")},
+    ]
+    for index, item in enumerate(output):
+        base = {"output_index": index, "item_id": item["id"]}
+        if item["type"] == "message":
+            started = {**item, "status": "in_progress", "content": []}
+            events.append({"type": "response.output_item.added", "output_index": index, "item": started})
+            for ci, part in enumerate(item["content"]):
+                empty = {**part, "text": ""}
+                events.append({"type": "response.content_part.added", **base, "content_index": ci, "part": empty})
+                words = part["text"].split(" ")
+                for wi, word in enumerate(words):
+                    delta = word if wi == 0 else " " + word
+                    events.append(
+                        {
+                            "type": "response.output_text.delta",
+                            **base,
+                            "content_index": ci,
+                            "delta": delta,
+                            "logprobs": [],
+                        }
+                    )
+                events.append(
+                    {
+                        "type": "response.output_text.done",
+                        **base,
+                        "content_index": ci,
+                        "text": part["text"],
+                        "logprobs": [],
+                    }
+                )
+                events.append({"type": "response.content_part.done", **base, "content_index": ci, "part": part})
+        else:
+            started = {**item, "arguments": "", "status": "in_progress"}
+            events.append({"type": "response.output_item.added", "output_index": index, "item": started})
+            events.append({"type": "response.function_call_arguments.delta", **base, "delta": item["arguments"]})
+            events.append(
+                {
+                    "type": "response.function_call_arguments.done",
+                    **base,
+                    "name": item["name"],
+                    "arguments": item["arguments"],
+                }
+            )
+        events.append({"type": "response.output_item.done", "output_index": index, "item": item})
+    events.append({"type": "response.completed", "response": _response(body, output, "completed")})
+    for seq, event in enumerate(events):
+        event["sequence_number"] = seq
+    return events
+
+
+def create_app(model: ScriptedModel | None = None, delay: float = 0.0) -> Starlette:
+    """The ASGI app; ``delay`` seconds between streamed events make incremental delivery visible."""
+    state = model or ScriptedModel()
+
+    async def responses(request: Request) -> Response:
+        body = await request.json()
+        turn = state.next_turn(body)
+        if isinstance(turn, int):
+            error = {"error": {"message": "scripted failure", "type": "server_error", "code": None}}
+            return JSONResponse(error, status_code=turn)
+        if not body.get("stream"):
+            return JSONResponse(_response(body, turn, "completed"))
+
+        gate, state.gate = state.gate, None
+
+        async def sse() -> AsyncIterator[bytes]:
+            if gate is not None:
+                await asyncio.to_thread(gate.wait, 30)
+            for event in stream_events(body, turn):
+                yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+                if delay:
+                    await asyncio.sleep(delay)
+
+        return StreamingResponse(sse(), media_type="text/event-stream")
+
+    async def add_turns(request: Request) -> Response:
+        payload = await request.json()
+        try:
+            state.script(*(_turn_from_json(turn) for turn in payload["turns"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            return JSONResponse({"error": f"expected {{'turns': [[step, ...], ...]}}: {exc}"}, status_code=400)
+        return JSONResponse({"queued": len(state.turns)})
+
+    async def list_requests(request: Request) -> Response:
+        return JSONResponse(state.requests)
+
+    async def reset(request: Request) -> Response:
+        state.reset()
+        return JSONResponse({})
+
+    app = Starlette(
+        routes=[
+            Route("/v1/responses", responses, methods=["POST"]),
+            Route("/_scripted/turns", add_turns, methods=["POST"]),
+            Route("/_scripted/requests", list_requests, methods=["GET"]),
+            Route("/_scripted/reset", reset, methods=["POST"]),
+        ]
+    )
+    app.state.model = state
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=(
+            "Serve an offline, scripted OpenAI Responses API. Then run your ChatKit backend with "
+            "OPENAI_BASE_URL=http://HOST:PORT/v1 OPENAI_API_KEY=offline OPENAI_AGENTS_DISABLE_TRACING=1."
+        ),
+        epilog=(
+            "Default reply: 'You said: <last user text>'. A user message '/call <tool> {json}' calls that tool. "
+            'Queue turns: curl -d \'{"turns": [[{"text": "hi"}]]}\' http://HOST:PORT/_scripted/turns. '
+            "Inspect what the model was sent: curl http://HOST:PORT/_scripted/requests."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8765, help="port (default: 8765)")
+    parser.add_argument("--delay", type=float, default=0.05, help="seconds between streamed events (default: 0.05)")
+    args = parser.parse_args(argv)
+
+    import uvicorn
+
+    uvicorn.run(create_app(delay=args.delay), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Request bodies and SSE parsing for the ChatKit wire protocol, as a client sends and reads them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+CHATKIT = "/chatkit"
+
+
+def user_input(text: str) -> dict[str, Any]:
+    return {"content": [{"type": "input_text", "text": text}], "attachments": [], "inference_options": {}}
+
+
+def create_thread(text: str) -> dict[str, Any]:
+    return {"type": "threads.create", "params": {"input": user_input(text)}}
+
+
+def add_message(thread_id: str, text: str) -> dict[str, Any]:
+    return {"type": "threads.add_user_message", "params": {"thread_id": thread_id, "input": user_input(text)}}
+
+
+def request(kind: str, **params: Any) -> dict[str, Any]:
+    return {"type": kind, "params": params}
+
+
+def sse_events(body: str) -> list[dict[str, Any]]:
+    """Every `data:` frame of an SSE body, decoded."""
+    return [json.loads(line[len("data: ") :]) for line in body.splitlines() if line.startswith("data: ")]
+
+
+def assistant_texts(events: list[dict[str, Any]]) -> list[str]:
+    return [
+        "".join(part["text"] for part in e["item"]["content"])
+        for e in events
+        if e["type"] == "thread.item.done" and e["item"]["type"] == "assistant_message"
+    ]
+
+
+async def stream(client: httpx.AsyncClient, body: dict[str, Any], **kwargs: Any) -> list[dict[str, Any]]:
+    """POST a streaming request; assert it streamed; return its events."""
+    response = await client.post(CHATKIT, json=body, **kwargs)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/event-stream")
+    return sse_events(response.text)
+
+
+async def call(client: httpx.AsyncClient, body: dict[str, Any], **kwargs: Any) -> Any:
+    """POST a JSON request; assert 200 JSON; return the decoded body."""
+    response = await client.post(CHATKIT, json=body, **kwargs)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    return response.json()
+
+
+async def new_thread(client: httpx.AsyncClient, text: str = "hello", **kwargs: Any) -> tuple[str, list[dict[str, Any]]]:
+    events = await stream(client, create_thread(text), **kwargs)
+    assert events[0]["type"] == "thread.created", events
+    return events[0]["thread"]["id"], events

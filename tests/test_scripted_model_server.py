@@ -1,0 +1,71 @@
+"""The offline model server, through the real openai client: the wire path every example uses."""
+
+from __future__ import annotations
+
+import os
+
+import httpx
+import pytest
+from openai import AsyncOpenAI
+from scripted_model_server import ScriptedModel, function_call_output, text_output
+
+
+@pytest.fixture
+def openai_client() -> AsyncOpenAI:
+    return AsyncOpenAI(base_url=os.environ["OPENAI_BASE_URL"], api_key="offline")
+
+
+async def test_default_reply_streams_word_deltas(model: ScriptedModel, openai_client: AsyncOpenAI) -> None:
+    stream = await openai_client.responses.create(model="m", input="hello there world", stream=True)
+    events = [event async for event in stream]
+    deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+    assert deltas == ["You", " said:", " hello", " there", " world"]
+    assert events[0].type == "response.created"
+    completed = events[-1]
+    assert completed.type == "response.completed"
+    assert completed.response.output[0].content[0].text == "You said: hello there world"
+    assert model.requests[0]["input"] == "hello there world"
+
+
+async def test_scripted_turns_then_default(model: ScriptedModel, openai_client: AsyncOpenAI) -> None:
+    model.script([function_call_output("lookup", {"q": "x"})], [text_output("done")])
+    first = await openai_client.responses.create(model="m", input="a")
+    assert first.output[0].type == "function_call" and first.output[0].name == "lookup"
+    second = await openai_client.responses.create(model="m", input="b")
+    assert second.output_text == "done"
+    third = await openai_client.responses.create(model="m", input="c")
+    assert third.output_text == "You said: c"
+
+
+async def test_message_ids_are_unique(model: ScriptedModel, openai_client: AsyncOpenAI) -> None:
+    ids = {(await openai_client.responses.create(model="m", input="same")).output[0].id for _ in range(5)}
+    assert len(ids) == 5
+
+
+async def test_slash_call_uses_an_offered_tool(model: ScriptedModel, openai_client: AsyncOpenAI) -> None:
+    tool = {"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}
+    out = await openai_client.responses.create(model="m", input='/call get_weather {"city": "Oslo"}', tools=[tool])
+    assert out.output[0].type == "function_call"
+    assert out.output[0].arguments == '{"city": "Oslo"}'
+    plain = await openai_client.responses.create(model="m", input="/call not_offered {}")
+    assert plain.output_text.startswith("You said:")
+
+
+async def test_control_endpoints(model: ScriptedModel) -> None:
+    base = os.environ["OPENAI_BASE_URL"].removesuffix("/v1")
+    async with httpx.AsyncClient(base_url=base) as http:
+        queued = await http.post("/_scripted/turns", json={"turns": [[{"text": "scripted"}]]})
+        assert queued.json() == {"queued": 1}
+        bad = await http.post("/_scripted/turns", json={"turns": [[{"nope": 1}]]})
+        assert bad.status_code == 400
+        out = await AsyncOpenAI(base_url=f"{base}/v1", api_key="x").responses.create(model="m", input="q")
+        assert out.output_text == "scripted"
+        assert (await http.get("/_scripted/requests")).json()[0]["input"] == "q"
+        await http.post("/_scripted/reset")
+        assert (await http.get("/_scripted/requests")).json() == []
+
+
+async def test_scripted_failure_is_an_http_error(model: ScriptedModel, openai_client: AsyncOpenAI) -> None:
+    model.fail_next(400)
+    with pytest.raises(Exception, match="scripted failure"):
+        await openai_client.responses.create(model="m", input="x")
