@@ -1,0 +1,57 @@
+"""Level 1: the hello-world server, its in-memory store, and live streaming under uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from chatkit.types import ThreadItem
+from chatkit_protocol import CHATKIT, assistant_texts, create_thread, new_thread
+from level1.app import MemoryStore, create_app
+from live_server import serve
+
+
+async def test_hello_world_reply(asgi_client: Callable[..., httpx.AsyncClient]) -> None:
+    _, events = await new_thread(asgi_client(create_app()), "hi")
+    assert [e["type"] for e in events] == ["thread.created", "thread.item.done", "stream_options", "thread.item.done"]
+    assert assistant_texts(events) == ["Hello, world!"]
+
+
+class HeldStore(MemoryStore):
+    """Holds the assistant message back until the test has seen the first event."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    async def add_thread_item(self, thread_id: str, item: ThreadItem, context: dict[str, Any]) -> None:
+        if item.type == "assistant_message":
+            await asyncio.to_thread(self.release.wait, 30)
+        await super().add_thread_item(thread_id, item, context)
+
+
+async def test_uvicorn_streams_incrementally() -> None:
+    store = HeldStore()
+    with serve(create_app(store)) as base_url:
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+            async with http.stream("POST", CHATKIT, json=create_thread("hi")) as response:
+                assert response.status_code == 200
+                lines = response.aiter_lines()
+                first = await anext(line async for line in lines if line.startswith("data: "))
+                assert '"thread.created"' in first
+                assert not store.release.is_set()  # the reply cannot have been sent yet
+                store.release.set()
+                rest = [line async for line in lines if line.startswith("data: ")]
+    assert "Hello, world!" in rest[-1]
+
+
+async def test_one_store_serves_two_app_instances(asgi_client: Callable[..., httpx.AsyncClient]) -> None:
+    store = MemoryStore()
+    thread_id, _ = await new_thread(asgi_client(create_app(store)))
+    again = await asgi_client(create_app(store)).post(
+        CHATKIT, json={"type": "threads.get_by_id", "params": {"thread_id": thread_id}}
+    )
+    assert again.status_code == 200 and again.json()["id"] == thread_id
