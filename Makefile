@@ -1,0 +1,58 @@
+# The two commands a user needs: `make run` and `make test`. Both install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+LEVEL ?= 2
+PORT ?= 8000
+PG_BIN_GLOB := /usr/lib/postgresql/*/bin/initdb
+
+.PHONY: run test lint fmt docs docs-build docs-sync bench deps postgres clean
+
+run: deps $(if $(filter 3,$(LEVEL)),postgres) ## start example LEVEL (default 2) on localhost:$(PORT)
+	$(BIN)/python scripts/run_example.py --level $(LEVEL) --port $(PORT)
+
+test: deps postgres ## the whole suite: examples over HTTP, real PostgreSQL, docs drift, mkdocs --strict, ruff
+	OPENAI_AGENTS_DISABLE_TRACING=1 $(BIN)/python -m pytest -q
+
+lint: deps
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+fmt: deps
+	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+docs: deps ## serve the site on localhost:8001
+	$(BIN)/mkdocs serve -a 127.0.0.1:8001
+
+docs-build: deps
+	$(BIN)/mkdocs build --strict
+
+docs-sync: deps ## rewrite every Python block in SKILL.md and references/ from its source region
+	$(BIN)/python tests/docs_snippets.py --write
+
+bench: deps postgres
+	$(BIN)/python bench/run.py
+
+deps: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || $(call apt,python3 python3-venv python3-pip)
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+		print("\n".join(p["dependencies"] + p["optional-dependencies"]["dev"]))' > $(VENV)/requirements.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r $(VENV)/requirements.txt
+	@rm -f $(VENV)/.installed-* && touch $@
+
+postgres: ## PostgreSQL server binaries (the tests and LEVEL=3 start their own cluster on loopback)
+	@ls $(PG_BIN_GLOB) >/dev/null 2>&1 || $(call apt,postgresql)
+
+clean:
+	rm -rf $(VENV) site var
+
+# apt-get install as root when something is missing; otherwise say what to install.
+define apt
+	{ if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1) >/dev/null; \
+	else echo "missing: run 'sudo apt-get install -y $(1)'" >&2; exit 1; fi; }
+endef

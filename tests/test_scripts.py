@@ -1,0 +1,59 @@
+"""The programs under scripts/: each answers --help, and `make run`'s runner serves a working example."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from live_server import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = sorted(p.name for p in (ROOT / "scripts").glob("*.py") if not p.name.startswith("_"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_script_answers_help(script: str) -> None:
+    out = subprocess.run([sys.executable, f"scripts/{script}", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "usage:" in out.stdout
+
+
+def _wait_for_output(process: subprocess.Popen[str], needle: str, seconds: float = 60) -> str:
+    seen = ""
+    deadline = time.monotonic() + seconds
+    assert process.stdout is not None
+    while needle not in seen:
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise AssertionError(f"never printed {needle!r}:\n{seen}")
+        seen += process.stdout.readline()
+    return seen
+
+
+def test_make_run_level2_offline_answers_the_printed_command() -> None:
+    port, model_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    runner = subprocess.Popen(
+        [sys.executable, "scripts/run_example.py", "--port", str(port), "--model-port", str(model_port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        printed = _wait_for_output(runner, "Stop with Ctrl-C.")
+        assert "OFFLINE DEMO replies" in printed
+        command = next(line.strip() for line in printed.splitlines() if "chatkit_smoke.py" in line)
+        command = command.replace(".venv/bin/python", sys.executable)
+        answer = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert answer.returncode == 0, answer.stderr
+        assert answer.stdout.strip() == "You said: Hello!"
+    finally:
+        runner.send_signal(signal.SIGTERM)
+        runner.wait(timeout=30)
+    assert runner.returncode == 0
