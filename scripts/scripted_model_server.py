@@ -22,7 +22,8 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from starlette.applications import Starlette
@@ -260,6 +261,34 @@ def create_app(model: ScriptedModel | None = None, delay: float = 0.0) -> Starle
     )
     app.state.model = state
     return app
+
+
+# --8<-- [start:in-background]
+@contextmanager
+def serve_in_background(port: int = 0, delay: float = 0.0) -> Iterator[tuple[str, ScriptedModel]]:
+    """Run the server on 127.0.0.1 in a daemon thread, e.g. from a pytest session fixture.
+
+    Yields the value for OPENAI_BASE_URL and the model, to script turns and read requests.
+    """
+    import uvicorn
+
+    model = ScriptedModel()
+    server = uvicorn.Server(uvicorn.Config(create_app(model, delay), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError(f"the scripted model server could not start on port {port}")
+        time.sleep(0.01)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{bound}/v1", model
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+# --8<-- [end:in-background]
 
 
 def main(argv: list[str] | None = None) -> None:

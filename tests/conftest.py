@@ -7,14 +7,18 @@ The environment is set before any example is imported, the way a deployment sets
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack
 from typing import Any
+from urllib.parse import urlsplit
 
+import asyncpg
 import httpx
 import pytest
-from live_server import free_port, serve
-from scripted_model_server import ScriptedModel
-from scripted_model_server import create_app as create_model_app
+from live_server import free_port
+from postgres import postgres_url
+from scripted_model_server import ScriptedModel, serve_in_background
 
 MODEL_PORT = free_port()
 os.environ["OPENAI_BASE_URL"] = f"http://127.0.0.1:{MODEL_PORT}/v1"
@@ -26,9 +30,8 @@ os.environ.pop("OPENAI_PROJECT_ID", None)
 
 @pytest.fixture(scope="session")
 def model_server() -> Iterator[ScriptedModel]:
-    state = ScriptedModel()
-    with serve(create_model_app(state), port=MODEL_PORT):
-        yield state
+    with serve_in_background(port=MODEL_PORT) as (_, model):
+        yield model
 
 
 @pytest.fixture
@@ -56,3 +59,35 @@ async def asgi_client() -> AsyncIterator[ClientFactory]:
     yield make
     for client in clients:
         await client.aclose()
+
+
+# PostgreSQL: one real server per session (a throwaway cluster, or TEST_DATABASE_URL), one database per test.
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """The server's URL. Missing PostgreSQL binaries fail the tests that need it: never a skip."""
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(postgres_url())
+        except RuntimeError as exc:
+            url, problem = "", str(exc)
+        if not url:
+            pytest.fail(problem, pytrace=False)
+        yield url
+
+
+@pytest.fixture
+async def pg_dsn(database_url: str) -> AsyncIterator[str]:
+    """The DSN of a new, empty database for this test; dropped (connections and all) afterwards."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    admin = await asyncpg.connect(database_url)
+    try:
+        # A copy of the empty template: a few ms, and any driver or schema sees a truly fresh database.
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+    finally:
+        await admin.close()
+    yield urlsplit(database_url)._replace(path=f"/{name}").geturl()
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()

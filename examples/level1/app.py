@@ -5,6 +5,7 @@ Run from the folder that holds this package:  uvicorn level1.app:app --port 8000
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import TypeAdapter, ValidationError
 
+# --8<-- [end:imports]
 logger = logging.getLogger(__name__)
 
 

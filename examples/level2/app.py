@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 
 # --8<-- [start:tracing]
-def configure_tracing() -> None:
+def disable_tracing_off_openai() -> None:
     """Agents SDK traces carry the conversation and go to OpenAI, whatever OPENAI_BASE_URL says.
 
     Keep them only when OpenAI is both the model backend and the trace destination.
@@ -89,7 +89,7 @@ async def guarded_stream(result: StreamingResult) -> Response:
 # --8<-- [start:endpoint]
 def create_app(store: Store[dict[str, Any]] | None = None) -> FastAPI:
     """The ASGI app; pass a store to share one between app instances (or to use your own)."""
-    configure_tracing()
+    disable_tracing_off_openai()
     server = AgentServer(store=store or MemoryStore())
     app = FastAPI(title="ChatKit level 2")
 

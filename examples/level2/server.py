@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,6 +12,7 @@ from chatkit.agents import AgentContext, simple_to_agent_input, stream_agent_res
 from chatkit.server import ChatKitServer
 from chatkit.types import ThreadMetadata, ThreadStreamEvent, UserMessageItem
 
+# --8<-- [end:imports]
 # --8<-- [start:agent]
 # The model name comes from OPENAI_DEFAULT_MODEL, the Agents SDK's own variable
 # (unset: the SDK's default). The key is read on the first request, not at import.

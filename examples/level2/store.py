@@ -10,11 +10,13 @@ from chatkit.types import Attachment, Page, ThreadItem, ThreadMetadata
 
 
 # --8<-- [start:store]
+# --8<-- [start:sort-key]
 def _sort_key(row: ThreadMetadata | ThreadItem) -> datetime:
     # The SDK stamps naive local datetimes; astimezone() makes naive and aware comparable.
     return row.created_at.astimezone(UTC)
 
 
+# --8<-- [end:sort-key]
 def _page(rows: list[Any], after: str | None, limit: int, order: str) -> Page[Any]:
     """One page of rows ordered by created_at; ties keep insertion order."""
     rows = sorted(rows, key=_sort_key, reverse=order == "desc")
