@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE = ROOT / "var"  # git-ignored: the dev database and the dev secret live here
+STATE = ROOT / "var"  # git-ignored: the dev database and the dev secret live here by default
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, seconds: float = 30) -> None:
@@ -59,11 +59,12 @@ def start_offline_model(env: dict[str, str], port: int) -> subprocess.Popen[byte
     return model
 
 
-def dev_secret() -> str:
-    path = STATE / "dev-jwt-secret"
+def dev_secret(state: Path) -> str:
+    path = state / "dev-jwt-secret"
     if not path.exists():
-        STATE.mkdir(exist_ok=True)
+        state.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
     return path.read_text().strip()
 
 
@@ -76,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--level", type=int, choices=(1, 2, 3), default=2, help="which example (default: 2)")
     parser.add_argument("--port", type=int, default=8000, help="port for the example (default: 8000)")
     parser.add_argument("--model-port", type=int, default=8765, help="port for the offline model (default: 8765)")
+    parser.add_argument("--state-dir", type=Path, default=STATE, help="Level 3 database and dev secret (default: var/)")
+    parser.add_argument("--pg-port", type=int, default=54329, help="Level 3 PostgreSQL port (default: 54329)")
     args = parser.parse_args(argv)
 
     env = dict(os.environ)
@@ -87,10 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.level == 3:
         from local_postgres import persistent_cluster  # only Level 3 needs it
 
-        cluster = persistent_cluster(STATE / "postgres")
+        cluster = persistent_cluster(args.state_dir / "postgres", args.pg_port)
+        print(f"PostgreSQL for level 3: {cluster.url} (data in {args.state_dir / 'postgres'})", flush=True)
         env["DATABASE_URL"] = cluster.url
         cleanups.append(cluster.stop)
-        env.setdefault("JWT_SECRET", dev_secret())
+        env.setdefault("JWT_SECRET", dev_secret(args.state_dir))
         sys.path.insert(0, str(ROOT / "examples"))
         from level3.auth import issue_dev_token
 

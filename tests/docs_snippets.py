@@ -77,8 +77,14 @@ def region(source: str) -> list[str]:
         raise ValueError(f"{path}: no such file")
     lines = file.read_text().splitlines()
     if name:
-        starts = [i for i, line in enumerate(lines) if (m := _MARKER.match(line)) and m["kind"] == "start" and m["name"] == name]
-        ends = [i for i, line in enumerate(lines) if (m := _MARKER.match(line)) and m["kind"] == "end" and m["name"] == name]
+        starts = [
+            i
+            for i, line in enumerate(lines)
+            if (m := _MARKER.match(line)) and m["kind"] == "start" and m["name"] == name
+        ]
+        ends = [
+            i for i, line in enumerate(lines) if (m := _MARKER.match(line)) and m["kind"] == "end" and m["name"] == name
+        ]
         if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
             raise ValueError(f"{path}: region {name!r} needs exactly one start and one end marker")
         lines = lines[starts[0] + 1 : ends[0]]

@@ -56,7 +56,9 @@ async def test_model_gets_the_last_20_items_in_order(client: httpx.AsyncClient, 
     stored = await call(client, request("items.list", thread_id=thread_id, order="asc", limit=100))
     assert len(stored["data"]) == 54
     # The last request was made after "turn 26" was stored and before its answer existed.
-    expected = [("user" if i["type"] == "user_message" else "assistant", i["content"][0]["text"]) for i in stored["data"]]
+    expected = [
+        ("user" if i["type"] == "user_message" else "assistant", i["content"][0]["text"]) for i in stored["data"]
+    ]
     expected = expected[:-1][-HISTORY_LIMIT:]
     sent = model.requests[-1]["input"]
     assert [(entry["role"], _texts(entry)) for entry in sent] == expected

@@ -16,7 +16,9 @@ LEVELS: dict[str, Callable[[], FastAPI]] = {"level1": create_level1, "level2": c
 
 
 @pytest.fixture(params=sorted(LEVELS))
-def client(request: pytest.FixtureRequest, asgi_client: Callable[..., httpx.AsyncClient], model: Any) -> httpx.AsyncClient:
+def client(
+    request: pytest.FixtureRequest, asgi_client: Callable[..., httpx.AsyncClient], model: Any
+) -> httpx.AsyncClient:
     return asgi_client(LEVELS[request.param]())
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -56,4 +58,35 @@ def test_make_run_level2_offline_answers_the_printed_command() -> None:
     finally:
         runner.send_signal(signal.SIGTERM)
         runner.wait(timeout=30)
+    assert runner.returncode == 0
+
+
+def test_make_run_level3_starts_postgres_and_prints_a_working_token() -> None:
+    state = tempfile.mkdtemp(prefix="chatkit-run-")  # /tmp, so the postgres user can reach it
+    port, model_port, pg_port = free_port(), free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "JWT_SECRET")}
+    command = [sys.executable, "scripts/run_example.py", "--level", "3", "--port", str(port)]
+    command += ["--model-port", str(model_port), "--state-dir", state, "--pg-port", str(pg_port)]
+    runner = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        printed = _wait_for_output(runner, "Stop with Ctrl-C.")
+        assert "dev token (user dev-user" in printed
+        smoke = next(line.strip() for line in printed.splitlines() if "chatkit_smoke.py" in line)
+        assert "--token" in smoke
+        answer = subprocess.run(
+            smoke.replace(".venv/bin/python", sys.executable), shell=True, cwd=ROOT, capture_output=True, text=True
+        )
+        assert answer.returncode == 0, answer.stderr
+        assert answer.stdout.strip() == "You said: Hello!"
+        unauthenticated = subprocess.run(
+            [sys.executable, "scripts/chatkit_smoke.py", "--url", f"http://127.0.0.1:{port}/chatkit", "hi"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        assert unauthenticated.returncode == 2 and "401" in unauthenticated.stderr
+    finally:
+        runner.send_signal(signal.SIGTERM)
+        runner.wait(timeout=60)
+        shutil.rmtree(state, ignore_errors=True)
     assert runner.returncode == 0

@@ -40,8 +40,10 @@ def _sort_key(row: ThreadMetadata | ThreadItem) -> datetime:
 
 
 def _page(rows: list[Any], after: str | None, limit: int, order: str) -> Page[Any]:
-    """One page of rows ordered by created_at; ties keep insertion order."""
-    rows = sorted(rows, key=_sort_key, reverse=order == "desc")
+    """One page of rows ordered by created_at, ties by insertion; "desc" is exactly "asc" reversed."""
+    rows = sorted(rows, key=_sort_key)
+    if order == "desc":
+        rows.reverse()  # not sorted(reverse=True): that keeps ties in insertion order both ways
     start = 0
     if after is not None:
         ids = [row.id for row in rows]
@@ -125,7 +127,10 @@ class MemoryStore(Store[dict[str, Any]]):
         self.items[thread_id] = [i for i in self.items[thread_id] if i.id != item_id]
 
     async def save_attachment(self, attachment: Attachment, context: dict[str, Any]) -> None:
-        self.attachments[attachment.id] = (self._owner(context), attachment)
+        owner, _ = self.attachments.get(attachment.id, (self._owner(context), None))
+        if owner != self._owner(context):
+            raise NotFoundError(f"attachment {attachment.id} not found")
+        self.attachments[attachment.id] = (owner, attachment)
 
     async def load_attachment(self, attachment_id: str, context: dict[str, Any]) -> Attachment:
         owner, attachment = self.attachments.get(attachment_id, (None, None))

@@ -14,4 +14,6 @@ class RequestContext:
     tenant_id: str = "default"
     roles: frozenset[str] = field(default_factory=frozenset)
     request_id: str = ""  # for log lines; set by the endpoint
+
+
 # --8<-- [end:context]

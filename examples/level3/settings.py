@@ -31,4 +31,6 @@ class Settings:
     max_body_bytes: int = field(default_factory=lambda: int(os.environ.get("MAX_BODY_BYTES", "1048576")))
     # Agents SDK traces hold conversation content and go to OpenAI: opt in explicitly.
     tracing: bool = field(default_factory=lambda: _flag("CHATKIT_TRACING", False))
+
+
 # --8<-- [end:settings]

@@ -1,0 +1,214 @@
+"""Level 3: the production app. Auth, PostgreSQL, CORS, limits, health, error mapping, logging.
+
+Run from the folder that holds this package:
+    DATABASE_URL=postgresql://... JWT_SECRET=... uvicorn level3.app:app --port 8000
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import replace
+from typing import Any
+
+from agents import set_tracing_disabled
+from chatkit.server import StreamingResult
+from chatkit.store import NotFoundError
+from chatkit.types import ChatKitReq
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import TypeAdapter, ValidationError
+
+from .auth import Authenticator, AuthError, CurrentUser, auth_error_handler
+from .server import ProductionServer
+from .settings import Settings
+from .store import PostgresStore, create_pool
+
+logger = logging.getLogger(__name__)
+
+
+# --8<-- [start:logging]
+_log_fields: dict[str, ContextVar[str]] = {
+    name: ContextVar(name, default="-") for name in ("request_id", "user_id", "thread_id")
+}
+
+
+def install_log_context() -> None:
+    """Stamp every log record, the SDK's included, with the current request, user and thread."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "chatkit_fields", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        for name, var in _log_fields.items():
+            setattr(record, name, var.get())
+        return record
+
+    factory.chatkit_fields = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s req=%(request_id)s user=%(user_id)s thread=%(thread_id)s %(message)s"
+# --8<-- [end:logging]
+
+
+# --8<-- [start:errors]
+_REQUEST = TypeAdapter(ChatKitReq)
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # proxies must not buffer the stream
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status)
+
+
+def describe(exc: ValidationError) -> str:
+    """One line that tells a client what is wrong with its body."""
+    first = exc.errors()[0]
+    if first["type"] == "union_tag_not_found":
+        return 'missing "type": a ChatKit request looks like {"type": "threads.create", "params": {...}}'
+    if first["type"] == "union_tag_invalid":
+        return f"unknown type {first['ctx']['tag']!r}; expected one of {first['ctx']['expected_tags']}"
+    where = ".".join(str(part) for part in first["loc"][1:]) or "body"
+    return f"{where}: {first['msg']}" + (f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else "")
+
+
+async def guarded_stream(result: StreamingResult) -> Response:
+    """Commit to a 200 stream only once the first event exists: early failures get a real status."""
+    events = aiter(result)
+    try:
+        first = await anext(events)
+    except StopAsyncIteration:
+        first = b""
+    except NotFoundError as exc:  # unknown thread, or another user's: the same answer
+        return error_response(404, "not_found", str(exc))
+    except ValueError as exc:  # e.g. a client tool output when no tool call is pending
+        return error_response(409, "conflict", str(exc))
+    if first.startswith(b'data: {"type":"error"'):  # e.g. an action aimed at a non-widget item
+        return error_response(400, "invalid_action", "the item is not a widget that accepts actions")
+    if first.startswith(b'data: {"type":"thread.created"'):
+        _log_fields["thread_id"].set(json.loads(first[len(b"data: ") :])["thread"]["id"])
+
+    async def body() -> AsyncIterator[bytes]:
+        yield first
+        try:
+            async for chunk in events:
+                yield chunk
+        except Exception:
+            # Headers are sent: report the failure in-band instead of dropping the connection.
+            logger.exception("stream failed after it started")
+            yield b'data: {"type":"error","code":"stream.error","allow_retry":true}\n\n'
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+# --8<-- [end:errors]
+
+
+# --8<-- [start:body-limit]
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than `limit` bytes even when Content-Length lies or is absent."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge
+    return bytes(body)
+
+
+# --8<-- [end:body-limit]
+
+
+# --8<-- [start:app]
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; settings come from the environment unless given."""
+    settings = settings or Settings()
+    # Agents SDK traces carry conversation content to OpenAI even when OPENAI_BASE_URL points
+    # elsewhere: they stay off unless CHATKIT_TRACING=1.
+    set_tracing_disabled(not settings.tracing)
+    install_log_context()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Misconfiguration fails here, at startup, not at import and not on the first request.
+        app.state.authenticator = Authenticator(settings)
+        if not settings.database_url:
+            raise RuntimeError("DATABASE_URL is not set")
+        pool = await create_pool(settings.database_url)
+        try:
+            store = PostgresStore(pool)
+            await store.create_schema()  # idempotent: safe on every start
+            app.state.pool = pool
+            app.state.chatkit = ProductionServer(store)
+            yield
+        finally:
+            await pool.close()
+
+    app = FastAPI(title="ChatKit level 3", lifespan=lifespan)
+    app.add_exception_handler(AuthError, auth_error_handler)  # type: ignore[arg-type]
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),  # an explicit list, never "*" with credentials
+            allow_credentials=bool(settings.auth_cookie_name),
+            allow_methods=["POST", "GET"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+
+    @app.post("/chatkit")
+    async def chatkit_endpoint(request: Request, user: CurrentUser) -> Response:
+        context = replace(user, request_id=request.headers.get("x-request-id") or uuid.uuid4().hex)
+        _log_fields["request_id"].set(context.request_id)
+        _log_fields["user_id"].set(context.user_id)
+        try:
+            body = await read_body(request, settings.max_body_bytes)
+            parsed = _REQUEST.validate_json(body)  # process() would raise this as a 500
+        except BodyTooLarge:
+            return error_response(413, "too_large", f"the body exceeds {settings.max_body_bytes} bytes")
+        except ValidationError as exc:
+            return error_response(400, "invalid_request", describe(exc))
+        if thread_id := getattr(parsed.params, "thread_id", None):
+            _log_fields["thread_id"].set(thread_id)
+        logger.info("chatkit %s", parsed.type)
+
+        server: ProductionServer = request.app.state.chatkit
+        try:
+            result = await server.process(body, context)
+        except NotFoundError as exc:
+            return error_response(404, "not_found", str(exc))
+        except ValueError as exc:  # e.g. a sync action with a bad payload or a non-widget sender
+            return error_response(400, "invalid_request", str(exc))
+        if isinstance(result, StreamingResult):
+            return await guarded_stream(result)
+        return Response(content=result.json, media_type="application/json")
+
+    @app.get("/healthz")
+    async def healthz(request: Request) -> JSONResponse:
+        try:
+            async with request.app.state.pool.acquire(timeout=2) as connection:
+                await connection.fetchval("SELECT 1")
+        except Exception as exc:  # any database failure means "not ready"
+            logger.warning("health check failed: %s", exc)
+            return JSONResponse({"status": "unavailable", "database": "down"}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "up"})
+
+    return app
+
+
+# --8<-- [end:app]
+
+
+logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+app = create_app()

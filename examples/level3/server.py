@@ -1,0 +1,135 @@
+"""The Level 3 ChatKitServer: agent turns, widget actions (streaming and sync), client tool results."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any, Literal
+
+from agents import Runner
+from chatkit.actions import Action
+from chatkit.agents import AgentContext, simple_to_agent_input, stream_agent_response
+from chatkit.errors import CustomStreamError
+from chatkit.server import ChatKitServer
+from chatkit.store import Store
+from chatkit.types import (
+    AssistantMessageContent,
+    AssistantMessageItem,
+    HiddenContextItem,
+    SyncCustomActionResponse,
+    ThreadItemDoneEvent,
+    ThreadItemReplacedEvent,
+    ThreadMetadata,
+    ThreadStreamEvent,
+    UserMessageItem,
+    WidgetItem,
+)
+from pydantic import BaseModel, Field, ValidationError
+
+from .context import RequestContext
+from .tools import build_agent, lookup_forecast
+from .widgets.forecast import forecast_widget
+
+logger = logging.getLogger(__name__)
+
+HISTORY_LIMIT = 20
+
+
+# --8<-- [start:action-payloads]
+class SubscribePayload(BaseModel):
+    """forecast.subscribe: payloads come from the browser, so they are untrusted input."""
+
+    city: str = Field(min_length=1, max_length=100)
+    units: Literal["C", "F"] = "C"
+
+
+class UnitsPayload(SubscribePayload):
+    """forecast.units (a sync action): switch the card between °C and °F."""
+
+    subscribed: bool = False
+
+
+# --8<-- [end:action-payloads]
+
+
+class ProductionServer(ChatKitServer[RequestContext]):
+    def __init__(self, store: Store[RequestContext]) -> None:
+        super().__init__(store)
+        self.agent = build_agent()
+
+    # --8<-- [start:respond]
+    async def respond(
+        self,
+        thread: ThreadMetadata,
+        input_user_message: UserMessageItem | None,  # None after threads.add_client_tool_output
+        context: RequestContext,
+    ) -> AsyncIterator[ThreadStreamEvent]:
+        logger.info("turn starts (%s)", "user message" if input_user_message else "client tool output")
+        page = await self.store.load_thread_items(thread.id, None, HISTORY_LIMIT, "desc", context)
+        input_items = await simple_to_agent_input(list(reversed(page.data)))
+        agent_context = AgentContext(thread=thread, store=self.store, request_context=context)
+        result = Runner.run_streamed(self.agent, input_items, context=agent_context)
+        async for event in stream_agent_response(agent_context, result):
+            yield event
+
+    # --8<-- [end:respond]
+
+    # --8<-- [start:action]
+    async def action(
+        self,
+        thread: ThreadMetadata,
+        action: Action[str, Any],
+        sender: WidgetItem | None,
+        context: RequestContext,
+    ) -> AsyncIterator[ThreadStreamEvent]:
+        if action.type != "forecast.subscribe" or sender is None:
+            raise CustomStreamError(f"Unsupported action {action.type!r}.")
+        try:
+            payload = SubscribePayload.model_validate(action.payload)
+        except ValidationError as exc:
+            logger.warning("invalid %s payload: %s", action.type, exc.errors()[:1])
+            raise CustomStreamError("That button sent an invalid request.") from exc
+
+        forecast = lookup_forecast(payload.city).in_units(payload.units).model_copy(update={"subscribed": True})
+        # Replace the card in place: the server persists it with store.save_item().
+        yield ThreadItemReplacedEvent(item=sender.model_copy(update={"widget": forecast_widget(forecast)}))
+        # Hidden context is stored but never sent to the client; the model reads it next turn.
+        yield ThreadItemDoneEvent(
+            item=HiddenContextItem(
+                id=self.store.generate_item_id("message", thread, context),
+                thread_id=thread.id,
+                created_at=datetime.now(),
+                content=f"The user subscribed to the daily forecast for {forecast.city}.",
+            )
+        )
+        yield ThreadItemDoneEvent(
+            item=AssistantMessageItem(
+                id=self.store.generate_item_id("message", thread, context),
+                thread_id=thread.id,
+                created_at=datetime.now(),
+                content=[AssistantMessageContent(text=f"Subscribed: daily forecast for {forecast.city}.")],
+            )
+        )
+
+    # --8<-- [end:action]
+
+    # --8<-- [start:sync-action]
+    async def sync_action(
+        self,
+        thread: ThreadMetadata,
+        action: Action[str, Any],
+        sender: WidgetItem | None,
+        context: RequestContext,
+    ) -> SyncCustomActionResponse:
+        if action.type != "forecast.units" or sender is None:
+            raise ValueError(f"unsupported sync action {action.type!r}")  # the endpoint answers 400
+        payload = UnitsPayload.model_validate(action.payload)  # ValidationError is a ValueError: 400
+        forecast = lookup_forecast(payload.city).in_units(payload.units)
+        updated = sender.model_copy(
+            update={"widget": forecast_widget(forecast.model_copy(update={"subscribed": payload.subscribed}))}
+        )
+        await self.store.save_item(thread.id, updated, context)  # the SDK does not persist sync results
+        return SyncCustomActionResponse(updated_item=updated)
+
+    # --8<-- [end:sync-action]

@@ -1,0 +1,93 @@
+"""The Level 3 agent and its tools: progress events, a widget, and a tool that runs in the browser."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from agents import Agent, RunContextWrapper, StopAtTools, function_tool
+from agents.models import get_default_model
+from chatkit.agents import AgentContext, ClientToolCall
+from chatkit.types import ProgressUpdateEvent
+
+from .context import RequestContext
+from .widgets.forecast import Forecast, forecast_widget
+
+logger = logging.getLogger(__name__)
+
+ToolContext = RunContextWrapper[AgentContext[RequestContext]]
+
+_CONDITIONS = ("sunny", "cloudy", "light rain", "windy", "snow showers")
+
+
+def lookup_forecast(city: str) -> Forecast:
+    """A stand-in for a weather API: deterministic per city, so the demo and tests are stable."""
+    digest = int(hashlib.sha256(city.strip().lower().encode()).hexdigest(), 16)
+    return Forecast(city=city.strip().title(), temperature=digest % 35 - 5, conditions=_CONDITIONS[digest % 5])
+
+
+# --8<-- [start:tool-progress]
+@function_tool
+async def get_weather(ctx: ToolContext, city: str) -> str:
+    """Get the current weather for a city.
+
+    Args:
+        city: The city name, for example "Paris".
+    """
+    # Progress events are ephemeral (never stored) and reach the client only because
+    # respond() consumes the run through stream_agent_response().
+    await ctx.context.stream(ProgressUpdateEvent(icon="search", text=f"Looking up {city}…"))
+    forecast = lookup_forecast(city)
+    await ctx.context.stream(ProgressUpdateEvent(icon="check-circle", text="Forecast received"))
+    logger.info("weather lookup city=%s user=%s", forecast.city, ctx.context.request_context.user_id)
+    return f"{forecast.temperature}°{forecast.units} and {forecast.conditions} in {forecast.city}"
+
+
+# --8<-- [end:tool-progress]
+
+
+# --8<-- [start:tool-widget]
+@function_tool
+async def show_forecast(ctx: ToolContext, city: str) -> str:
+    """Show the user a forecast card for a city, with buttons to subscribe and to switch units.
+
+    Args:
+        city: The city name.
+    """
+    forecast = lookup_forecast(city)
+    # Stored as a WidgetItem (thread.item.done); copy_text is what the client copies.
+    await ctx.context.stream_widget(forecast_widget(forecast), copy_text=f"{forecast.city}: {forecast.conditions}")
+    return "The forecast card is on screen; do not repeat its numbers."
+
+
+# --8<-- [end:tool-widget]
+
+
+# --8<-- [start:tool-client]
+@function_tool
+async def get_user_location(ctx: ToolContext) -> None:
+    """Ask the user's browser for the city the user is in."""
+    # Runs in the browser: the turn stops here (StopAtTools) with a pending client_tool_call item;
+    # the client answers with threads.add_client_tool_output and respond() runs again.
+    ctx.context.client_tool_call = ClientToolCall(name="get_user_location", arguments={"precision": "city"})
+
+
+# --8<-- [end:tool-client]
+
+
+# --8<-- [start:agent]
+def build_agent() -> Agent[AgentContext[RequestContext]]:
+    return Agent[AgentContext[RequestContext]](
+        name="Weather assistant",
+        instructions=(
+            "You help with the weather. Use get_weather for facts, show_forecast when the user wants "
+            "to see a forecast, and get_user_location when you need to know where the user is."
+        ),
+        model=get_default_model(),  # OPENAI_DEFAULT_MODEL, read when the app starts
+        tools=[get_weather, show_forecast, get_user_location],
+        # A client tool must end the run: the browser, not the server, produces its output.
+        tool_use_behavior=StopAtTools(stop_at_tool_names=[get_user_location.name]),
+    )
+
+
+# --8<-- [end:agent]

@@ -1,0 +1,55 @@
+"""The forecast widget: built from forecast.widget (the supported path) or from typed classes."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from chatkit.widgets import Card, DynamicWidgetRoot, Image, Text, WidgetTemplate
+from pydantic import BaseModel
+
+Units = Literal["C", "F"]
+
+
+class Forecast(BaseModel):
+    """What the widget shows; also the template's data."""
+
+    city: str
+    temperature: int
+    units: Units = "C"
+    conditions: str
+    subscribed: bool = False
+
+    def in_units(self, units: Units) -> Forecast:
+        if units == self.units:
+            return self
+        converted = self.temperature * 9 / 5 + 32 if units == "F" else (self.temperature - 32) * 5 / 9
+        return self.model_copy(update={"temperature": round(converted), "units": units})
+
+
+# --8<-- [start:widget-template]
+# A .widget file (JSON with a Jinja template, made at widgets.chatkit.studio) is the supported way
+# since chatkit 1.4. A relative path resolves against THIS file, not the working directory.
+FORECAST_TEMPLATE = WidgetTemplate.from_file("forecast.widget")
+
+
+def forecast_widget(forecast: Forecast) -> DynamicWidgetRoot:
+    return FORECAST_TEMPLATE.build(forecast)
+
+
+# --8<-- [end:widget-template]
+
+
+# --8<-- [start:widget-classes]
+def forecast_card(forecast: Forecast, icon_url: str) -> Card:
+    """The same idea with typed classes: checked by pydantic, but deprecated (DeprecationWarning)."""
+    return Card(
+        size="sm",
+        children=[
+            Image(src=icon_url, alt=forecast.conditions, size=48),  # Image takes src, not url
+            Text(value=f"{forecast.city}: {forecast.temperature}°{forecast.units}", size="lg", weight="semibold"),
+            Text(value=forecast.conditions, color="secondary"),
+        ],
+    )
+
+
+# --8<-- [end:widget-classes]

@@ -1,0 +1,95 @@
+"""Every widget, icon and event the Level 3 example emits is valid for the SDK, not just accepted by it.
+
+`WidgetTemplate.build()` returns a DynamicWidgetRoot that accepts any props, so a typo like
+`"size": "3xl"` or `"name": "spinner"` would only fail in the browser. These tests validate the built
+widgets against the SDK's strict component models instead.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from typing import Annotated, Any, get_args, get_origin
+
+import pytest
+from chatkit.types import ProgressUpdateEvent
+from chatkit.widgets import DynamicWidgetRoot, StrictWidgetComponent, StrictWidgetRoot
+from level3 import tools
+from level3.widgets.forecast import Forecast, forecast_card, forecast_widget
+from pydantic import BaseModel, ValidationError
+
+
+def _classes(union: object) -> dict[str, type[BaseModel]]:
+    while get_origin(union) is Annotated:
+        union = get_args(union)[0]
+    return {get_args(cls.model_fields["type"].annotation)[0]: cls for cls in get_args(union)}
+
+
+# A strict parent still accepts any child as a DynamicWidgetComponent, so check node by node.
+STRICT_CLASSES = _classes(StrictWidgetComponent) | _classes(StrictWidgetRoot)
+
+
+def strictly(node: dict[str, Any]) -> str:
+    """Validate every node against the SDK's own model for its type; return the root type."""
+    cls = STRICT_CLASSES.get(node.get("type", ""))
+    if cls is None:
+        raise ValueError(f"unknown widget type {node.get('type')!r}")
+    with warnings.catch_warnings():  # the strict classes warn when instantiated; here that is the point
+        warnings.simplefilter("ignore", DeprecationWarning)
+        cls.model_validate({**node, "children": []} if "children" in node else node)
+    children = node.get("children") or []
+    for child in children if isinstance(children, list) else [children]:
+        strictly(child)
+    return node["type"]
+
+
+@pytest.mark.parametrize(
+    ("units", "subscribed", "city"),
+    list(itertools.product(["C", "F"], [False, True], ["Paris", 'São "Paulo"', "</script>"])),
+)
+def test_widget_template_builds_strictly_valid_widgets(units: str, subscribed: bool, city: str) -> None:
+    forecast = Forecast(city=city, temperature=21, conditions="sunny").in_units(units)  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the supported path raises no DeprecationWarning
+        widget = forecast_widget(forecast.model_copy(update={"subscribed": subscribed}))
+    built = widget.model_dump(exclude_none=True)
+    assert strictly(built) == "Card"
+    assert city in str(built)  # tojson kept quotes and markup as data
+
+
+@pytest.mark.parametrize(
+    "child",
+    [{"type": "Text", "value": "x", "size": "3xl"}, {"type": "Icon", "name": "spinner"}, {"type": "Image", "url": "x"}],
+)
+def test_strict_validation_catches_what_the_template_would_let_through(child: dict[str, Any]) -> None:
+    bad = {"type": "Card", "children": [{"type": "Row", "children": [child]}]}
+    assert dynamic_accepts(bad)  # the dynamic model takes it...
+    with pytest.raises(ValidationError):  # ...the strict check does not
+        strictly(bad)
+
+
+def dynamic_accepts(widget: dict[str, Any]) -> bool:
+    return DynamicWidgetRoot.model_validate(widget).type == widget["type"]
+
+
+def test_typed_widget_classes_are_deprecated_but_valid() -> None:
+    forecast = Forecast(city="Paris", temperature=21, conditions="sunny")
+    with pytest.warns(DeprecationWarning, match="WidgetTemplate"):
+        card = forecast_card(forecast, icon_url="https://example.com/sunny.png")
+    assert strictly(card.model_dump(exclude_none=True)) == "Card"
+
+
+def test_progress_icons_are_valid() -> None:
+    source = open(tools.__file__).read()
+    icons = [line.split('icon="')[1].split('"')[0] for line in source.splitlines() if 'icon="' in line]
+    assert icons == ["search", "check-circle"]
+    for icon in icons:
+        ProgressUpdateEvent(icon=icon, text="x")  # validates against chatkit.icons.IconName
+    with pytest.raises(ValidationError):
+        ProgressUpdateEvent(icon="spinner", text="x")
+
+
+def test_unit_conversion_round_trips() -> None:
+    forecast = Forecast(city="Oslo", temperature=20, conditions="windy")
+    assert forecast.in_units("F").temperature == 68
+    assert forecast.in_units("F").in_units("C").temperature == 20
