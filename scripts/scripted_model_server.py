@@ -111,6 +111,7 @@ class ScriptedModel:
         self.turns: deque[list[Output] | int] = deque()
         self.requests: list[dict[str, Any]] = []
         self.gate: threading.Event | None = None
+        self.hold_at = 0
 
     def script(self, *turns: list[Output]) -> None:
         """Queue whole model turns; each request to /v1/responses consumes one."""
@@ -120,9 +121,11 @@ class ScriptedModel:
         """Make the next request fail with an HTTP error, as an overloaded API would."""
         self.turns.append(status)
 
-    def hold_next(self) -> threading.Event:
-        """Hold the next streamed answer until the returned event is set (shows streaming is live)."""
-        self.gate = threading.Event()
+    def hold_next(self, after_events: int = 0) -> threading.Event:
+        """Hold the next streamed answer, after `after_events` events, until the returned event is set.
+
+        Shows that streaming is live, or leaves a reply half-sent (to test the stop button)."""
+        self.gate, self.hold_at = threading.Event(), after_events
         return self.gate
 
     def reset(self) -> None:
@@ -224,12 +227,12 @@ def create_app(model: ScriptedModel | None = None, delay: float = 0.0) -> Starle
         if not body.get("stream"):
             return JSONResponse(_response(body, turn, "completed"))
 
-        gate, state.gate = state.gate, None
+        gate, hold_at, state.gate = state.gate, state.hold_at, None
 
         async def sse() -> AsyncIterator[bytes]:
-            if gate is not None:
-                await asyncio.to_thread(gate.wait, 30)
-            for event in stream_events(body, turn):
+            for index, event in enumerate(stream_events(body, turn)):
+                if gate is not None and index == hold_at:
+                    await asyncio.to_thread(gate.wait, 30)
                 yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
                 if delay:
                     await asyncio.sleep(delay)

@@ -3,6 +3,7 @@ restarts, limits, CORS, health, logging. Every request carries a real HS256 toke
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -342,6 +343,22 @@ async def test_cors_allows_only_listed_origins(client: httpx.AsyncClient) -> Non
     assert simple.headers["access-control-allow-origin"] == ORIGIN
 
 
+def test_a_wildcard_cors_origin_is_refused(pg_dsn: str) -> None:
+    with pytest.raises(ValueError, match="CORS_ORIGINS"):
+        create_app(settings_for(pg_dsn, cors_origins=("*",)))
+
+
+async def test_request_id_header_passes_cors_and_reaches_the_logs(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-request-id"}
+    allowed = await client.options(CHATKIT, headers={"Origin": ORIGIN, **preflight})
+    assert allowed.status_code == 200
+    with caplog.at_level(logging.INFO):
+        await client.post(CHATKIT, json=request("threads.list"), headers={"X-Request-ID": "req-42"})
+    assert any(r.request_id == "req-42" and r.user_id == "alice" for r in caplog.records)
+
+
 async def test_healthz_checks_the_database(pg_dsn: str) -> None:
     app = create_app(settings_for(pg_dsn))
     async with running(app) as client:
@@ -378,3 +395,34 @@ async def test_uvicorn_streams_incrementally(pg_dsn: str, model: ScriptedModel) 
                 gate.set()
                 rest = [line async for line in lines if line.startswith("data: ")]
     assert "You said: hi" in rest[-1]
+
+
+async def test_stop_button_keeps_the_partial_answer(pg_dsn: str, model: ScriptedModel) -> None:
+    """A client that disconnects mid-answer (ChatKit's stop button) leaves the partial answer stored,
+    plus the SDK's hidden note that the user stopped it."""
+    model.script([text_output("Partial answer that the user stops halfway")])
+    gate = model.hold_next(after_events=6)  # created, in_progress, item added, part added, 2 deltas
+    env = {"DATABASE_URL": pg_dsn, "JWT_SECRET": SECRET}
+    with serve_process("level3.app:app", env=env) as base_url:
+        async with httpx.AsyncClient(base_url=base_url, timeout=30, headers=auth()) as http:
+            async with http.stream("POST", CHATKIT, json=create_thread("tell me a story")) as response:
+                seen = []
+                async for line in response.aiter_lines():
+                    if line.startswith("data: "):
+                        seen.append(json.loads(line[len("data: ") :]))
+                        if seen[-1]["type"] == "thread.item.updated" and seen[-1]["update"].get("delta") == " answer":
+                            break  # leaving the block closes the connection: the stop button
+            thread_id = seen[0]["thread"]["id"]
+            gate.set()
+            pool = await create_pool(pg_dsn)
+            try:
+                store, context = PostgresStore(pool), RequestContext("alice", "acme")
+                for _ in range(100):  # the server notices the disconnect on its own schedule
+                    stored = (await store.load_thread_items(thread_id, None, 20, "asc", context)).data
+                    if any(item.type == "sdk_hidden_context" for item in stored):
+                        break
+                    await asyncio.sleep(0.05)
+            finally:
+                await pool.close()
+    assert [item.type for item in stored] == ["user_message", "assistant_message", "sdk_hidden_context"]
+    assert stored[1].content[0].text == "Partial answer"  # type: ignore[union-attr]

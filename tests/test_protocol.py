@@ -34,6 +34,11 @@ async def test_create_thread_streams_then_persists(client: httpx.AsyncClient) ->
     assert thread["items"]["data"][1]["content"][0]["text"] == assistant_texts(events)[0]
 
 
+async def test_streams_carry_proxy_safe_headers(client: httpx.AsyncClient) -> None:
+    response = await client.post(CHATKIT, json=create_thread("hi"))
+    assert (response.headers["cache-control"], response.headers["x-accel-buffering"]) == ("no-cache", "no")
+
+
 async def test_add_user_message_appends(client: httpx.AsyncClient) -> None:
     thread_id, _ = await new_thread(client)
     events = await stream(client, add_message(thread_id, "again"))

@@ -171,6 +171,7 @@ class HelloServer(ChatKitServer[dict[str, Any]]):
 
 # --8<-- [start:errors]
 _REQUEST = TypeAdapter(ChatKitReq)
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # proxies must not buffer the stream
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
@@ -210,7 +211,7 @@ async def guarded_stream(result: StreamingResult) -> Response:
             logger.exception("stream failed after it started")
             yield b'data: {"type":"error","code":"stream.error","allow_retry":true}\n\n'
 
-    return StreamingResponse(body(), media_type="text/event-stream")
+    return StreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 # --8<-- [end:errors]

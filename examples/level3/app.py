@@ -135,6 +135,8 @@ async def read_body(request: Request, limit: int) -> bytes:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; settings come from the environment unless given."""
     settings = settings or Settings()
+    if "*" in settings.cors_origins:
+        raise ValueError("CORS_ORIGINS must list origins; '*' would let any site call the API as the user")
     # Agents SDK traces carry conversation content to OpenAI even when OPENAI_BASE_URL points
     # elsewhere: they stay off unless CHATKIT_TRACING=1.
     set_tracing_disabled(not settings.tracing)
@@ -164,7 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=list(settings.cors_origins),  # an explicit list, never "*" with credentials
             allow_credentials=bool(settings.auth_cookie_name),
             allow_methods=["POST", "GET"],
-            allow_headers=["Authorization", "Content-Type"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
         )
 
     @app.post("/chatkit")

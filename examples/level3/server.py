@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, Literal
 
+import anyio
 from agents import Runner
 from chatkit.actions import Action
 from chatkit.agents import AgentContext, simple_to_agent_input, stream_agent_response
@@ -18,6 +19,7 @@ from chatkit.types import (
     AssistantMessageItem,
     HiddenContextItem,
     SyncCustomActionResponse,
+    ThreadItem,
     ThreadItemDoneEvent,
     ThreadItemReplacedEvent,
     ThreadMetadata,
@@ -114,6 +116,17 @@ class ProductionServer(ChatKitServer[RequestContext]):
 
     # --8<-- [end:action]
 
+    # --8<-- [start:cancel]
+    async def handle_stream_cancelled(
+        self, thread: ThreadMetadata, pending_items: list[ThreadItem], context: RequestContext
+    ) -> None:
+        # The stop button closes the connection and Starlette cancels the response task. anyio
+        # cancellation would also cancel the SDK's cleanup writes (the partial answer, and the note
+        # that tells the model the user stopped it) at their first await: shield them.
+        with anyio.CancelScope(shield=True):
+            await super().handle_stream_cancelled(thread, pending_items, context)
+
+    # --8<-- [end:cancel]
     # --8<-- [start:sync-action]
     async def sync_action(
         self,
