@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import httpx
@@ -59,3 +60,21 @@ async def new_thread(client: httpx.AsyncClient, text: str = "hello", **kwargs: A
     events = await stream(client, create_thread(text), **kwargs)
     assert events[0]["type"] == "thread.created", events
     return events[0]["thread"]["id"], events
+
+
+async def stream_past_a_gate(
+    base_url: str, body: dict[str, Any], gate: threading.Event, **kwargs: Any
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """POST to a live server whose reply is held behind `gate`; return the first event and the rest.
+
+    The first event must arrive while the gate is still closed: that is incremental delivery, shown
+    without a timing assert. Then the gate opens and the rest of the stream is read.
+    """
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, **kwargs) as http:
+        async with http.stream("POST", CHATKIT, json=body) as response:
+            assert response.status_code == 200
+            frames = (json.loads(line[6:]) async for line in response.aiter_lines() if line.startswith("data: "))
+            first = await anext(frames)
+            assert not gate.is_set(), "the first event arrived only after the reply was released"
+            gate.set()
+            return first, [event async for event in frames]

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 from chatkit.types import ThreadItem
-from chatkit_protocol import CHATKIT, assistant_texts, create_thread, new_thread
+from chatkit_protocol import CHATKIT, assistant_texts, create_thread, new_thread, stream_past_a_gate
 from level1.app import MemoryStore, create_app
 from live_server import serve
 
@@ -36,16 +36,9 @@ class HeldStore(MemoryStore):
 async def test_uvicorn_streams_incrementally() -> None:
     store = HeldStore()
     with serve(create_app(store)) as base_url:
-        async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
-            async with http.stream("POST", CHATKIT, json=create_thread("hi")) as response:
-                assert response.status_code == 200
-                lines = response.aiter_lines()
-                first = await anext(line async for line in lines if line.startswith("data: "))
-                assert '"thread.created"' in first
-                assert not store.release.is_set()  # the reply cannot have been sent yet
-                store.release.set()
-                rest = [line async for line in lines if line.startswith("data: ")]
-    assert "Hello, world!" in rest[-1]
+        first, rest = await stream_past_a_gate(base_url, create_thread("hi"), store.release)
+    assert first["type"] == "thread.created"
+    assert assistant_texts(rest) == ["Hello, world!"]
 
 
 async def test_one_store_serves_two_app_instances(asgi_client: Callable[..., httpx.AsyncClient]) -> None:

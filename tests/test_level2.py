@@ -7,7 +7,16 @@ from typing import Any
 
 import httpx
 import pytest
-from chatkit_protocol import CHATKIT, add_message, assistant_texts, call, create_thread, new_thread, request, stream
+from chatkit_protocol import (
+    add_message,
+    assistant_texts,
+    call,
+    create_thread,
+    new_thread,
+    request,
+    stream,
+    stream_past_a_gate,
+)
 from level2.app import create_app
 from level2.server import HISTORY_LIMIT
 from live_server import serve_process
@@ -94,13 +103,6 @@ async def test_uvicorn_streams_incrementally(model: ScriptedModel) -> None:
     """The first events reach the client while the model is still holding its answer back."""
     gate = model.hold_next()
     with serve_process("level2.app:app") as base_url:
-        async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
-            async with http.stream("POST", CHATKIT, json=create_thread("hi")) as response:
-                assert response.status_code == 200
-                lines = response.aiter_lines()
-                first = await anext(line async for line in lines if line.startswith("data: "))
-                assert '"thread.created"' in first
-                assert not gate.is_set()  # the answer cannot have been produced yet
-                gate.set()
-                rest = [line async for line in lines if line.startswith("data: ")]
-    assert '"assistant_message"' in rest[-1] and "You said: hi" in rest[-1]
+        first, rest = await stream_past_a_gate(base_url, create_thread("hi"), gate)
+    assert first["type"] == "thread.created"
+    assert assistant_texts(rest) == ["You said: hi"]

@@ -23,6 +23,7 @@ from chatkit_protocol import (
     new_thread,
     request,
     stream,
+    stream_past_a_gate,
 )
 from fastapi import FastAPI
 from level3.app import create_app
@@ -383,18 +384,9 @@ async def test_uvicorn_streams_incrementally(pg_dsn: str, model: ScriptedModel) 
     gate = model.hold_next()
     env = {"DATABASE_URL": pg_dsn, "JWT_SECRET": SECRET, "CORS_ORIGINS": ORIGIN}
     with serve_process("level3.app:app", env=env) as base_url:
-        async with httpx.AsyncClient(base_url=base_url, timeout=30, headers=auth()) as http:
-            assert (await http.get("/healthz")).json()["database"] == "up"
-            async with http.stream("POST", CHATKIT, json=create_thread("hi")) as response:
-                assert response.status_code == 200
-                assert response.headers["x-accel-buffering"] == "no"
-                lines = response.aiter_lines()
-                first = await anext(line async for line in lines if line.startswith("data: "))
-                assert '"thread.created"' in first
-                assert not gate.is_set()
-                gate.set()
-                rest = [line async for line in lines if line.startswith("data: ")]
-    assert "You said: hi" in rest[-1]
+        first, rest = await stream_past_a_gate(base_url, create_thread("hi"), gate, headers=auth())
+    assert first["type"] == "thread.created"
+    assert assistant_texts(rest) == ["You said: hi"]
 
 
 async def test_stop_button_keeps_the_partial_answer(pg_dsn: str, model: ScriptedModel) -> None:
