@@ -83,12 +83,28 @@ async def test_assistant_ids_are_unique_across_turns(client: httpx.AsyncClient, 
     assert len(ids) == 5 and len(set(ids)) == 5
 
 
+async def test_first_message_titles_the_thread(client: httpx.AsyncClient, model: ScriptedModel) -> None:
+    thread_id, events = await new_thread(client, "  How do I   install\nthe CLI on an old laptop, please?")
+    updated = [e["thread"]["title"] for e in events if e["type"] == "thread.updated"]
+    assert updated == ["How do I install the CLI on an old lapto"]
+    await stream(client, add_message(thread_id, "something else"))
+    thread = await call(client, request("threads.get_by_id", thread_id=thread_id))
+    assert thread["title"] == "How do I install the CLI on an old lapto"
+
+    await call(client, request("threads.update", thread_id=thread_id, title="Mine"))
+    events = await stream(client, add_message(thread_id, "and again"))
+    assert "thread.updated" not in [e["type"] for e in events]  # a title, once set, is left alone
+    assert (await call(client, request("threads.get_by_id", thread_id=thread_id)))["title"] == "Mine"
+
+
 async def test_model_failure_is_an_error_event_not_an_http_error(
     client: httpx.AsyncClient, model: ScriptedModel
 ) -> None:
     model.fail_next(400)
     _, events = await new_thread(client, "hi")
-    assert events[-1] == {"type": "error", "code": "stream.error", "allow_retry": True}
+    # The error ends the turn; the new title is saved and announced after it.
+    assert [e["type"] for e in events][-2:] == ["error", "thread.updated"]
+    assert events[-2] == {"type": "error", "code": "stream.error", "allow_retry": True}
 
 
 async def test_instructions_and_model_name_reach_the_model(client: httpx.AsyncClient, model: ScriptedModel) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -85,6 +86,17 @@ def test_make_run_level3_starts_postgres_and_prints_a_working_token() -> None:
             text=True,
         )
         assert unauthenticated.returncode == 2 and "401" in unauthenticated.stderr
+
+        # A client tool through the smoke script: the offline model calls it on "/call <tool> {json}".
+        base = [sys.executable, *shlex.split(smoke)[1:-1]]
+        pending = subprocess.run([*base, "/call get_user_location {}"], cwd=ROOT, capture_output=True, text=True)
+        assert pending.returncode == 0, pending.stderr
+        assert pending.stdout.strip() == 'client tool pending: get_user_location({"precision": "city"})'
+        thread_id = pending.stderr.split("thread: ")[1].split()[0]
+        answer = [*base, "--thread", thread_id, "--tool-output", '{"city": "Oslo"}']
+        answered = subprocess.run(answer, cwd=ROOT, capture_output=True, text=True)
+        assert answered.returncode == 0, answered.stderr
+        assert answered.stdout.strip() == 'Tool result: {"city": "Oslo"}'
     finally:
         runner.send_signal(signal.SIGTERM)
         runner.wait(timeout=60)

@@ -23,6 +23,17 @@ assistant = Agent[AgentContext[dict[str, Any]]](
 )
 # --8<-- [end:agent]
 
+# --8<-- [start:title]
+TITLE_LENGTH = 40
+
+
+def title_from(message: UserMessageItem) -> str:
+    """A thread title from a message: its text parts, whitespace collapsed, cut to 40 characters."""
+    text = " ".join(" ".join(part.text for part in message.content).split())
+    return text[:TITLE_LENGTH] or "New chat"
+
+
+# --8<-- [end:title]
 # --8<-- [start:history]
 HISTORY_LIMIT = 20  # items of context sent to the model on every turn
 
@@ -34,6 +45,10 @@ class AgentServer(ChatKitServer[dict[str, Any]]):
         input_user_message: UserMessageItem | None,  # None after a client tool output
         context: dict[str, Any],
     ) -> AsyncIterator[ThreadStreamEvent]:
+        if thread.title is None and input_user_message is not None:
+            # Changing `thread` is enough: the server saves it and sends thread.updated.
+            thread.title = title_from(input_user_message)
+
         # The user message is already stored. "desc" + reversed() = the LAST 20 items,
         # oldest first; order="asc" would send the FIRST 20 of a long thread.
         page = await self.store.load_thread_items(thread.id, None, HISTORY_LIMIT, "desc", context)
