@@ -26,7 +26,7 @@ from chatkit_protocol import (
     stream_past_a_gate,
 )
 from fastapi import FastAPI
-from level3.app import create_app
+from level3.app import add_chatkit, create_app
 from level3.auth import issue_dev_token
 from level3.context import RequestContext
 from level3.settings import Settings
@@ -377,6 +377,32 @@ async def test_tracing_is_off_unless_enabled(pg_dsn: str) -> None:
     assert not get_trace_provider()._disabled  # type: ignore[attr-defined]
     create_app(settings_for(pg_dsn))
     assert get_trace_provider()._disabled  # type: ignore[attr-defined]
+
+
+async def test_add_chatkit_to_an_existing_app(pg_dsn: str, model: ScriptedModel) -> None:
+    """An app with its own lifespan and routes gains /chatkit; both lifespans run, nothing else changes."""
+    events: list[str] = []
+
+    @asynccontextmanager
+    async def own_lifespan(app: FastAPI) -> AsyncIterator[None]:
+        events.append("app started")
+        yield
+        events.append("app stopped")
+
+    existing = FastAPI(lifespan=own_lifespan)
+
+    @existing.get("/recipes")
+    async def recipes() -> list[str]:
+        return ["Shakshuka"]
+
+    add_chatkit(existing, settings_for(pg_dsn))
+    async with running(existing) as client:
+        assert (await client.get("/recipes")).json() == ["Shakshuka"]
+        _, streamed = await new_thread(client, "hi")
+        assert assistant_texts(streamed) == ["You said: hi"]
+        assert (await client.post(CHATKIT, json=create_thread("hi"), headers={"Authorization": ""})).status_code == 401
+        assert existing.state.pool is not None
+    assert events == ["app started", "app stopped"]
 
 
 async def test_uvicorn_streams_incrementally(pg_dsn: str, model: ScriptedModel) -> None:

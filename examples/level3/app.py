@@ -19,7 +19,7 @@ from agents import set_tracing_disabled
 from chatkit.server import StreamingResult
 from chatkit.store import NotFoundError
 from chatkit.types import ChatKitReq
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import TypeAdapter, ValidationError
@@ -131,12 +131,12 @@ async def read_body(request: Request, limit: int) -> bytes:
 # --8<-- [end:body-limit]
 
 
-# --8<-- [start:app]
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; settings come from the environment unless given."""
-    settings = settings or Settings()
-    if "*" in settings.cors_origins:
-        raise ValueError("CORS_ORIGINS must list origins; '*' would let any site call the API as the user")
+# --8<-- [start:router]
+def chatkit_router(settings: Settings) -> APIRouter:
+    """POST /chatkit and GET /healthz, with a lifespan that opens and closes the database pool.
+
+    Include it in any FastAPI app: FastAPI runs a router's lifespan inside the app's own.
+    """
     # Agents SDK traces carry conversation content to OpenAI even when OPENAI_BASE_URL points
     # elsewhere: they stay off unless CHATKIT_TRACING=1.
     set_tracing_disabled(not settings.tracing)
@@ -158,18 +158,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await pool.close()
 
-    app = FastAPI(title="ChatKit level 3", lifespan=lifespan)
-    app.add_exception_handler(AuthError, auth_error_handler)  # type: ignore[arg-type]
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=list(settings.cors_origins),  # an explicit list, never "*" with credentials
-            allow_credentials=bool(settings.auth_cookie_name),
-            allow_methods=["POST", "GET"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-        )
+    router = APIRouter(lifespan=lifespan)
 
-    @app.post("/chatkit")
+    @router.post("/chatkit")
     async def chatkit_endpoint(request: Request, user: CurrentUser) -> Response:
         context = replace(user, request_id=request.headers.get("x-request-id") or uuid.uuid4().hex)
         _log_fields["request_id"].set(context.request_id)
@@ -196,7 +187,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return await guarded_stream(result)
         return Response(content=result.json, media_type="application/json")
 
-    @app.get("/healthz")
+    @router.get("/healthz")
     async def healthz(request: Request) -> JSONResponse:
         try:
             async with request.app.state.pool.acquire(timeout=2) as connection:
@@ -206,11 +197,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse({"status": "unavailable", "database": "down"}, status_code=503)
         return JSONResponse({"status": "ok", "database": "up"})
 
+    return router
+
+
+# --8<-- [end:router]
+
+
+# --8<-- [start:app]
+def add_chatkit(app: FastAPI, settings: Settings) -> None:
+    """Add ChatKit to an app: the routes, the JSON 401s, and CORS for the listed origins."""
+    if "*" in settings.cors_origins:
+        raise ValueError("CORS_ORIGINS must list origins; '*' would let any site call the API as the user")
+    app.include_router(chatkit_router(settings))
+    app.add_exception_handler(AuthError, auth_error_handler)  # type: ignore[arg-type]
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),  # an explicit list, never "*" with credentials
+            allow_credentials=bool(settings.auth_cookie_name),
+            allow_methods=["POST", "GET"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+        )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A standalone app; settings come from the environment unless given."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)  # no-op if logging is configured already
+    app = FastAPI(title="ChatKit level 3")
+    add_chatkit(app, settings or Settings())
     return app
 
 
 # --8<-- [end:app]
 
 
-logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
 app = create_app()
