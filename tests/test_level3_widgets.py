@@ -9,38 +9,20 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from typing import Annotated, Any, get_args, get_origin
+from typing import Any
 
 import pytest
 from chatkit.types import ProgressUpdateEvent
-from chatkit.widgets import DynamicWidgetRoot, StrictWidgetComponent, StrictWidgetRoot
+from chatkit.widgets import DynamicWidgetRoot
 from level3 import tools
-from level3.widgets.forecast import Forecast, forecast_card, forecast_widget
-from pydantic import BaseModel, ValidationError
+from level3.widgets.check import check_widget
+from level3.widgets.forecast import Day, Forecast, forecast_card, forecast_widget
+from pydantic import ValidationError
 
 
-def _classes(union: object) -> dict[str, type[BaseModel]]:
-    while get_origin(union) is Annotated:
-        union = get_args(union)[0]
-    return {get_args(cls.model_fields["type"].annotation)[0]: cls for cls in get_args(union)}
-
-
-# A strict parent still accepts any child as a DynamicWidgetComponent, so check node by node.
-STRICT_CLASSES = _classes(StrictWidgetComponent) | _classes(StrictWidgetRoot)
-
-
-def strictly(node: dict[str, Any]) -> str:
-    """Validate every node against the SDK's own model for its type; return the root type."""
-    cls = STRICT_CLASSES.get(node.get("type", ""))
-    if cls is None:
-        raise ValueError(f"unknown widget type {node.get('type')!r}")
-    with warnings.catch_warnings():  # the strict classes warn when instantiated; here that is the point
-        warnings.simplefilter("ignore", DeprecationWarning)
-        cls.model_validate({**node, "children": []} if "children" in node else node)
-    children = node.get("children") or []
-    for child in children if isinstance(children, list) else [children]:
-        strictly(child)
-    return node["type"]
+def strictly(widget_json: dict[str, Any]) -> str:
+    check_widget(widget_json)
+    return widget_json["type"]
 
 
 @pytest.mark.parametrize(
@@ -48,7 +30,8 @@ def strictly(node: dict[str, Any]) -> str:
     list(itertools.product(["C", "F"], [False, True], ["Paris", 'São "Paulo"', "</script>"])),
 )
 def test_widget_template_builds_strictly_valid_widgets(units: str, subscribed: bool, city: str) -> None:
-    forecast = Forecast(city=city, temperature=21, conditions="sunny").in_units(units)  # type: ignore[arg-type]
+    outlook = [Day(day="Tomorrow", temperature=18, conditions="cloudy"), Day(day=city, temperature=9, conditions="x")]
+    forecast = Forecast(city=city, temperature=21, conditions="sunny", outlook=outlook).in_units(units)  # type: ignore[arg-type]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the supported path raises no DeprecationWarning
         widget = forecast_widget(forecast.model_copy(update={"subscribed": subscribed}))
@@ -90,6 +73,15 @@ def test_progress_icons_are_valid() -> None:
 
 
 def test_unit_conversion_round_trips() -> None:
-    forecast = Forecast(city="Oslo", temperature=20, conditions="windy")
-    assert forecast.in_units("F").temperature == 68
-    assert forecast.in_units("F").in_units("C").temperature == 20
+    forecast = Forecast(
+        city="Oslo", temperature=20, conditions="windy", outlook=[Day(day="d", temperature=0, conditions="x")]
+    )
+    fahrenheit = forecast.in_units("F")
+    assert (fahrenheit.temperature, fahrenheit.outlook[0].temperature) == (68, 32)
+    assert fahrenheit.in_units("C") == forecast
+
+
+def test_the_outlook_loop_renders_one_row_per_day() -> None:
+    forecast = tools.lookup_forecast("Paris")
+    rows = [c for c in forecast_widget(forecast).model_dump(exclude_none=True)["children"] if c["type"] == "Row"]
+    assert [row["children"][0]["value"] for row in rows[1:-1]] == ["Tomorrow", "In 2 days", "In 3 days"]

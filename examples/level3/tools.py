@@ -11,7 +11,7 @@ from chatkit.agents import AgentContext, ClientToolCall
 from chatkit.types import ProgressUpdateEvent
 
 from .context import RequestContext
-from .widgets.forecast import Forecast, forecast_widget
+from .widgets.forecast import Day, Forecast, forecast_widget
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,13 @@ _CONDITIONS = ("sunny", "cloudy", "light rain", "windy", "snow showers")
 def lookup_forecast(city: str) -> Forecast:
     """A stand-in for a weather API: deterministic per city, so the demo and tests are stable."""
     digest = int(hashlib.sha256(city.strip().lower().encode()).hexdigest(), 16)
-    return Forecast(city=city.strip().title(), temperature=digest % 35 - 5, conditions=_CONDITIONS[digest % 5])
+    outlook = [
+        Day(day=label, temperature=(digest >> (8 * n)) % 35 - 5, conditions=_CONDITIONS[(digest >> (8 * n)) % 5])
+        for n, label in enumerate(("Tomorrow", "In 2 days", "In 3 days"), start=1)
+    ]
+    return Forecast(
+        city=city.strip().title(), temperature=digest % 35 - 5, conditions=_CONDITIONS[digest % 5], outlook=outlook
+    )
 
 
 # --8<-- [start:tool-progress]

@@ -10,6 +10,12 @@ from pydantic import BaseModel
 Units = Literal["C", "F"]
 
 
+class Day(BaseModel):
+    day: str
+    temperature: int
+    conditions: str
+
+
 class Forecast(BaseModel):
     """What the widget shows; also the template's data."""
 
@@ -18,12 +24,17 @@ class Forecast(BaseModel):
     units: Units = "C"
     conditions: str
     subscribed: bool = False
+    outlook: list[Day] = []  # the template loops over it
 
     def in_units(self, units: Units) -> Forecast:
         if units == self.units:
             return self
-        converted = self.temperature * 9 / 5 + 32 if units == "F" else (self.temperature - 32) * 5 / 9
-        return self.model_copy(update={"temperature": round(converted), "units": units})
+
+        def convert(degrees: int) -> int:
+            return round(degrees * 9 / 5 + 32 if units == "F" else (degrees - 32) * 5 / 9)
+
+        days = [day.model_copy(update={"temperature": convert(day.temperature)}) for day in self.outlook]
+        return self.model_copy(update={"temperature": convert(self.temperature), "units": units, "outlook": days})
 
 
 # --8<-- [start:widget-template]
