@@ -22,10 +22,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 INSTALL_HINT = (
     "PostgreSQL server binaries (initdb, pg_ctl) not found. Run `make test` (it installs them), "
@@ -77,6 +79,7 @@ def _run(command: list[str]) -> None:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")
 
 
+# --8<-- [start:throwaway]
 @contextmanager
 def throwaway_cluster(attempts: int = 3) -> Iterator[str]:
     """Start a private cluster and yield its URL (database `postgres`, user `postgres`, no password)."""
@@ -108,6 +111,36 @@ def throwaway_cluster(attempts: int = 3) -> Iterator[str]:
             # Immediate: the data is thrown away, so there is nothing to flush.
             subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True, timeout=60)
         shutil.rmtree(base, ignore_errors=True)
+
+
+# --8<-- [end:throwaway]
+
+
+# --8<-- [start:fresh-database]
+@asynccontextmanager
+async def fresh_database(server_url: str) -> AsyncIterator[str]:
+    """A new, empty database on the server for one test; dropped afterwards, connections and all."""
+    import asyncpg  # only this helper needs a driver
+
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    admin = await asyncpg.connect(server_url)
+    try:
+        # FILE_COPY (PostgreSQL 15+) copies the small template in milliseconds; WAL_LOG is slower.
+        strategy = " STRATEGY file_copy" if admin.get_server_version().major >= 15 else ""
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE template0{strategy}')
+    finally:
+        await admin.close()
+    try:
+        yield urlsplit(server_url)._replace(path=f"/{name}").geturl()
+    finally:
+        admin = await asyncpg.connect(server_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+# --8<-- [end:fresh-database]
 
 
 @dataclass

@@ -7,16 +7,14 @@ The environment is set before any example is imported, the way a deployment sets
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
-from urllib.parse import urlsplit
 
-import asyncpg
 import httpx
 import pytest
 from live_server import free_port
+from local_postgres import fresh_database
 from postgres import postgres_url
 from scripted_model_server import ScriptedModel, serve_in_background
 
@@ -78,16 +76,5 @@ def database_url() -> Iterator[str]:
 @pytest.fixture
 async def pg_dsn(database_url: str) -> AsyncIterator[str]:
     """The DSN of a new, empty database for this test; dropped (connections and all) afterwards."""
-    name = f"test_{uuid.uuid4().hex[:16]}"
-    admin = await asyncpg.connect(database_url)
-    try:
-        # A copy of the empty template: a few ms, and any driver or schema sees a truly fresh database.
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
-    finally:
-        await admin.close()
-    yield urlsplit(database_url)._replace(path=f"/{name}").geturl()
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with fresh_database(database_url) as dsn:
+        yield dsn
