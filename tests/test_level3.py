@@ -287,6 +287,21 @@ async def test_client_tool_round_trip(client: httpx.AsyncClient, model: Scripted
     assert again.status_code == 409 and again.json()["error"] == "conflict"
 
 
+async def test_an_invalid_client_tool_output_never_reaches_the_model(
+    client: httpx.AsyncClient, model: ScriptedModel
+) -> None:
+    model.script([function_call_output("get_user_location", {})])
+    thread_id, _ = await new_thread(client, "Weather where I am?")
+    body = request("threads.add_client_tool_output", thread_id=thread_id, result={"city": "", "note": "x" * 50})
+    events = await stream(client, body)
+    assert events[1]["type"] == "thread.item.replaced"
+    expected = {"error": "the browser sent no usable location"}
+    assert events[1]["item"]["output"] == expected
+    assert json.loads(model.requests[-1]["input"][-1]["output"]) == expected
+    items = (await client.post(CHATKIT, json=request("items.list", thread_id=thread_id, order="asc"))).json()["data"]
+    assert next(i for i in items if i["type"] == "client_tool_call")["output"] == expected
+
+
 # --- durability, limits, CORS, health -----------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from chatkit.store import Store
 from chatkit.types import (
     AssistantMessageContent,
     AssistantMessageItem,
+    ClientToolCallItem,
     HiddenContextItem,
     SyncCustomActionResponse,
     ThreadItem,
@@ -55,6 +56,28 @@ class UnitsPayload(SubscribePayload):
 # --8<-- [end:action-payloads]
 
 
+# --8<-- [start:client-output]
+class LocationResult(BaseModel):
+    """What get_user_location's browser side must answer."""
+
+    city: str = Field(min_length=1, max_length=100)
+
+
+def checked_client_output(call: ClientToolCallItem) -> ClientToolCallItem:
+    """A client tool's output comes from the browser: untrusted. The model gets it only if it fits."""
+    if call.name != "get_user_location":
+        return call
+    try:
+        LocationResult.model_validate(call.output)
+    except ValidationError:
+        logger.warning("invalid %s output from the client", call.name)
+        return call.model_copy(update={"output": {"error": "the browser sent no usable location"}})
+    return call
+
+
+# --8<-- [end:client-output]
+
+
 class ProductionServer(ChatKitServer[RequestContext]):
     def __init__(self, store: Store[RequestContext]) -> None:
         super().__init__(store)
@@ -69,7 +92,13 @@ class ProductionServer(ChatKitServer[RequestContext]):
     ) -> AsyncIterator[ThreadStreamEvent]:
         logger.info("turn starts (%s)", "user message" if input_user_message else "client tool output")
         page = await self.store.load_thread_items(thread.id, None, HISTORY_LIMIT, "desc", context)
-        input_items = await simple_to_agent_input(list(reversed(page.data)))
+        history = list(reversed(page.data))
+        if input_user_message is None and history and isinstance(history[-1], ClientToolCallItem):
+            checked = checked_client_output(history[-1])
+            if checked is not history[-1]:
+                history[-1] = checked
+                yield ThreadItemReplacedEvent(item=checked)  # stored: later turns see the checked form
+        input_items = await simple_to_agent_input(history)
         agent_context = AgentContext(thread=thread, store=self.store, request_context=context)
         result = Runner.run_streamed(self.agent, input_items, context=agent_context)
         async for event in stream_agent_response(agent_context, result):
