@@ -4,6 +4,7 @@
     python scripts/chatkit_smoke.py --url http://127.0.0.1:8000/chatkit --token "$TOKEN" "Hello"
     python scripts/chatkit_smoke.py --thread thr_... "And a follow-up"
     python scripts/chatkit_smoke.py --thread thr_... --tool-output '{"city": "Oslo"}'   # answer a client tool
+    python scripts/chatkit_smoke.py -H 'X-User: alice' "Hello"                          # any extra header
 
 Exit status: 0 when the turn ended with an assistant message or a pending client tool call,
 1 on an `error` event (or no answer), 2 on an HTTP error.
@@ -30,8 +31,7 @@ def request_body(text: str | None, thread_id: str | None, tool_output_json: str 
     return {"type": "threads.create", "params": {"input": user_input}}
 
 
-def run(url: str, body: dict[str, Any], token: str | None, verbose: bool) -> int:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+def run(url: str, body: dict[str, Any], headers: dict[str, str], verbose: bool) -> int:
     thread_id = body["params"].get("thread_id")
     streamed: set[str] = set()  # assistant items whose text already arrived as deltas
     answered = failed = False
@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", default="http://127.0.0.1:8000/chatkit", help="the ChatKit endpoint")
     parser.add_argument("--thread", help="continue this thread id instead of creating one")
     parser.add_argument("--token", help="a bearer token (Level 3)")
+    parser.add_argument(
+        "-H", "--header", action="append", default=[], metavar="'NAME: VALUE'", help="an extra header, repeatable"
+    )
     parser.add_argument("--tool-output", metavar="JSON", help="answer the thread's pending client tool call")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every event type")
     args = parser.parse_args(argv)
@@ -85,8 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--tool-output needs --thread")
     if (args.text is None) == (args.tool_output is None):
         parser.error("give a message, or --tool-output (not both)")
+    headers: dict[str, str] = {}
+    for raw in args.header:
+        name, _, value = raw.partition(":")
+        headers[name.strip()] = value.strip()
+    if args.token:
+        headers["Authorization"] = f"Bearer {args.token}"
     try:
-        return run(args.url, request_body(args.text, args.thread, args.tool_output), args.token, args.verbose)
+        return run(args.url, request_body(args.text, args.thread, args.tool_output), headers, args.verbose)
     except httpx.HTTPError as exc:
         print(f"cannot reach {args.url}: {exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 from chatkit.types import ThreadItem
 from chatkit_protocol import CHATKIT, assistant_texts, create_thread, new_thread, stream_past_a_gate
 from level1.app import MemoryStore, create_app
@@ -48,3 +49,11 @@ async def test_one_store_serves_two_app_instances(asgi_client: Callable[..., htt
         CHATKIT, json={"type": "threads.get_by_id", "params": {"thread_id": thread_id}}
     )
     assert again.status_code == 200 and again.json()["id"] == thread_id
+
+
+async def test_memory_store_refuses_a_context_without_user_id() -> None:
+    """{"user": ...} instead of {"user_id": ...} must not quietly make every caller one user."""
+    store = MemoryStore()
+    await store.load_threads(10, None, "desc", {})  # the single-user demo
+    with pytest.raises(TypeError, match="user_id"):
+        await store.load_threads(10, None, "desc", {"user": "alice"})

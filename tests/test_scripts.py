@@ -86,6 +86,10 @@ def test_make_run_level3_starts_postgres_and_prints_a_working_token() -> None:
             text=True,
         )
         assert unauthenticated.returncode == 2 and "401" in unauthenticated.stderr
+        token = shlex.split(smoke)[shlex.split(smoke).index("--token") + 1]
+        with_header = [sys.executable, "scripts/chatkit_smoke.py", "--url", f"http://127.0.0.1:{port}/chatkit"]
+        with_header += ["-H", f"Authorization: Bearer {token}", "hi"]
+        assert subprocess.run(with_header, cwd=ROOT, capture_output=True, text=True).returncode == 0
 
         # A client tool through the smoke script: the offline model calls it on "/call <tool> {json}".
         base = [sys.executable, *shlex.split(smoke)[1:-1]]

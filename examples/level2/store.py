@@ -44,6 +44,10 @@ class MemoryStore(Store[dict[str, Any]]):
 
     @staticmethod
     def _owner(context: dict[str, Any]) -> str:
+        # An empty context is the single-user demo. A context that names its user under another key
+        # must not silently make every caller the same user: fail instead.
+        if context and "user_id" not in context:
+            raise TypeError(f"MemoryStore scopes threads by context['user_id']; got keys {sorted(context)}")
         return str(context.get("user_id", ""))
 
     def _thread(self, thread_id: str, context: dict[str, Any]) -> ThreadMetadata:
@@ -67,7 +71,8 @@ class MemoryStore(Store[dict[str, Any]]):
     async def load_threads(
         self, limit: int, after: str | None, order: str, context: dict[str, Any]
     ) -> Page[ThreadMetadata]:
-        mine = [t for owner, t in self.threads.values() if owner == self._owner(context)]
+        me = self._owner(context)
+        mine = [t for owner, t in self.threads.values() if owner == me]
         return _page(mine, after, limit, order)
 
     async def delete_thread(self, thread_id: str, context: dict[str, Any]) -> None:
