@@ -1,7 +1,11 @@
-"""Start one of the example servers on localhost, with everything it needs.
+"""Start one of the example servers (or your own app) on localhost, with everything it needs.
 
     python scripts/run_example.py              # Level 2 on http://127.0.0.1:8000/chatkit
     python scripts/run_example.py --level 3    # + a local PostgreSQL cluster and a dev token
+    python scripts/run_example.py --level 3 --app chat.app:app --app-dir ~/myproject   # your own app
+
+--level says what the app needs: 1 nothing, 2 a model, 3 a model, PostgreSQL (DATABASE_URL) and a
+JWT_SECRET with a development token for it.
 
 Without OPENAI_API_KEY it also starts the offline scripted model server and points the example at
 it through OPENAI_BASE_URL: the replies are canned demo replies, not a real model.
@@ -22,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ROOT / "scripts" / "chatkit_smoke.py"
 STATE = ROOT / "var"  # git-ignored: the dev database and the dev secret live here by default
 
 
@@ -77,9 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--level", type=int, choices=(1, 2, 3), default=2, help="which example (default: 2)")
     parser.add_argument("--port", type=int, default=8000, help="port for the example (default: 8000)")
     parser.add_argument("--model-port", type=int, default=8765, help="port for the offline model (default: 8765)")
-    parser.add_argument("--state-dir", type=Path, default=STATE, help="Level 3 database and dev secret (default: var/)")
+    parser.add_argument("--app", help="your own app instead of an example, e.g. chat.app:app")
+    parser.add_argument("--app-dir", type=Path, help="the folder to run --app from (default: the current one)")
+    parser.add_argument("--state-dir", type=Path, help="Level 3 database and dev secret (default: var/ beside the app)")
     parser.add_argument("--pg-port", type=int, default=54329, help="Level 3 PostgreSQL port (default: 54329)")
     args = parser.parse_args(argv)
+    app = args.app or f"level{args.level}.app:app"
+    app_dir = (args.app_dir or Path.cwd()) if args.app else ROOT / "examples"
+    state = args.state_dir or ((app_dir / "var") if args.app else STATE)
 
     env = dict(os.environ)
     children: list[subprocess.Popen[bytes]] = []
@@ -90,27 +100,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.level == 3:
         from local_postgres import persistent_cluster  # only Level 3 needs it
 
-        cluster = persistent_cluster(args.state_dir / "postgres", args.pg_port)
-        print(f"PostgreSQL for level 3: {cluster.url} (data in {args.state_dir / 'postgres'})", flush=True)
+        cluster = persistent_cluster(state / "postgres", args.pg_port)
+        print(f"PostgreSQL for level 3: {cluster.url} (data in {state / 'postgres'})", flush=True)
         env["DATABASE_URL"] = cluster.url
         cleanups.append(cluster.stop)
-        env.setdefault("JWT_SECRET", dev_secret(args.state_dir))
+        env.setdefault("JWT_SECRET", dev_secret(state))
         sys.path.insert(0, str(ROOT / "examples"))
         from level3.auth import issue_dev_token
 
         token = issue_dev_token(env["JWT_SECRET"], user_id="dev-user")
 
     url = f"http://127.0.0.1:{args.port}/chatkit"
-    app = f"level{args.level}.app:app"
     command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(args.port)]
-    server = subprocess.Popen(command, cwd=ROOT / "examples", env=env)
+    server = subprocess.Popen(command, cwd=app_dir, env=env)
     children.append(server)
-    wait_for_port(args.port, server, f"the level {args.level} server")
-    smoke = [".venv/bin/python", "scripts/chatkit_smoke.py", "--url", url]
+    wait_for_port(args.port, server, app)
+    here = Path.cwd() == ROOT  # from the skill's folder (make run), short relative paths
+    python, script = (".venv/bin/python", "scripts/chatkit_smoke.py") if here else (sys.executable, SMOKE)
+    smoke = [python, str(script), "--url", url]
     if token:
         smoke += ["--token", token]
     banner(
-        f"Level {args.level} is answering on {url}",
+        f"{app} (level {args.level}) is answering on {url}",
         *([f"dev token (user dev-user, 1 h): {token}"] if token else []),
         "Send a message and watch the answer stream (in another terminal):",
         shlex.join([*smoke, "Hello!"]),

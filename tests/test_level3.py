@@ -340,6 +340,11 @@ async def test_bad_input_never_500(client: httpx.AsyncClient, raw: bytes, status
     assert set(response.json()) == {"error", "message"}
 
 
+@pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json"])
+async def test_no_unauthenticated_api_docs(client: httpx.AsyncClient, path: str) -> None:
+    assert (await client.get(path)).status_code == 404
+
+
 async def test_streams_carry_proxy_safe_headers(client: httpx.AsyncClient) -> None:
     response = await client.post(CHATKIT, json=create_thread("hi"))
     assert response.headers["cache-control"] == "no-cache"

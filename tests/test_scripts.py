@@ -106,3 +106,25 @@ def test_make_run_level3_starts_postgres_and_prints_a_working_token() -> None:
         runner.wait(timeout=60)
         shutil.rmtree(state, ignore_errors=True)
     assert runner.returncode == 0
+
+
+def test_run_example_serves_a_copied_example_as_your_own_app(tmp_path: Path) -> None:
+    """The documented path for a user's project: copy a level, then run it with --app."""
+    shutil.copytree(ROOT / "examples" / "level2", tmp_path / "chat", ignore=shutil.ignore_patterns("__pycache__"))
+    port, model_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    command = [sys.executable, str(ROOT / "scripts" / "run_example.py"), "--app", "chat.app:app"]
+    command += ["--port", str(port), "--model-port", str(model_port)]
+    runner = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        printed = _wait_for_output(runner, "Stop with Ctrl-C.")
+        assert "chat.app:app (level 2) is answering" in printed
+        smoke = next(line.strip() for line in printed.splitlines() if "chatkit_smoke.py" in line)
+        answer = subprocess.run(smoke, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert answer.returncode == 0, answer.stderr
+        assert answer.stdout.strip() == "You said: Hello!"
+    finally:
+        runner.send_signal(signal.SIGTERM)
+        runner.wait(timeout=30)

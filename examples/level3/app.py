@@ -223,7 +223,8 @@ def add_chatkit(app: FastAPI, settings: Settings) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A standalone app; settings come from the environment unless given."""
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)  # no-op if logging is configured already
-    app = FastAPI(title="ChatKit level 3")
+    # No /docs, /redoc or /openapi.json: they would be the only routes without auth.
+    app = FastAPI(title="ChatKit level 3", docs_url=None, redoc_url=None, openapi_url=None)
     add_chatkit(app, settings or Settings())
     return app
 
