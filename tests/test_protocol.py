@@ -95,6 +95,18 @@ async def test_threads_list_update_delete(client: httpx.AsyncClient) -> None:
     assert [t["id"] for t in (await call(client, request("threads.list")))["data"]] == [second]
 
 
+async def test_retry_replaces_the_answers_after_a_message(client: httpx.AsyncClient) -> None:
+    thread_id, events = await new_thread(client, "first")
+    first_message = events[1]["item"]["id"]
+    await stream(client, add_message(thread_id, "second"))
+    retried = await stream(client, request("threads.retry_after_item", thread_id=thread_id, item_id=first_message))
+    assert retried[0]["type"] == "stream_options" and len(assistant_texts(retried)) == 1
+    items = await call(client, request("items.list", thread_id=thread_id, order="asc"))
+    # Everything after "first" was deleted through the store; one new answer follows it.
+    assert [i["type"] for i in items["data"]] == ["user_message", "assistant_message"]
+    assert items["data"][0]["id"] == first_message
+
+
 SEED_CURL_BODY = {"action": "send_message", "thread_id": "test", "content": "hello"}
 
 

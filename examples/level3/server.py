@@ -37,6 +37,13 @@ from .widgets.forecast import forecast_widget
 logger = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 20
+TITLE_LENGTH = 40
+
+
+def title_from(message: UserMessageItem) -> str:
+    """A thread title from a message: its text parts, whitespace collapsed, cut to 40 characters."""
+    text = " ".join(" ".join(part.text for part in message.content).split())
+    return text[:TITLE_LENGTH] or "New chat"
 
 
 # --8<-- [start:action-payloads]
@@ -91,6 +98,8 @@ class ProductionServer(ChatKitServer[RequestContext]):
         context: RequestContext,
     ) -> AsyncIterator[ThreadStreamEvent]:
         logger.info("turn starts (%s)", "user message" if input_user_message else "client tool output")
+        if thread.title is None and input_user_message is not None:
+            thread.title = title_from(input_user_message)  # saved and sent as thread.updated by the server
         page = await self.store.load_thread_items(thread.id, None, HISTORY_LIMIT, "desc", context)
         history = list(reversed(page.data))
         if input_user_message is None and history and isinstance(history[-1], ClientToolCallItem):
