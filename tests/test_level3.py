@@ -149,6 +149,13 @@ async def test_another_users_thread_is_404(client: httpx.AsyncClient, body: Call
     assert mine.status_code == 200 and mine.json()["title"] == "private"  # the intruders changed nothing
 
 
+async def test_a_404_logs_no_traceback(client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO):
+        response = await client.post(CHATKIT, json=add_message("thr_nope", "hi"))
+    assert response.status_code == 404
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
 # --- tools and widgets ------------------------------------------------------------------------------
 
 

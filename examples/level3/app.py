@@ -52,6 +52,13 @@ def install_log_context() -> None:
 
     factory.chatkit_fields = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)
+    logging.getLogger("chatkit").addFilter(_drop_answered_not_found)
+
+
+def _drop_answered_not_found(record: logging.LogRecord) -> bool:
+    # The SDK logs a traceback when a stream fails before its first event; for NotFoundError the
+    # endpoint answers 404, so that traceback is noise (one per mistyped or foreign thread id).
+    return not (record.exc_info and isinstance(record.exc_info[1], NotFoundError))
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s req=%(request_id)s user=%(user_id)s thread=%(thread_id)s %(message)s"
