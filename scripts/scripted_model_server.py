@@ -8,7 +8,8 @@ key, deterministic replies:
   ``Tool result: <output>``;
 * a user message ``/call <tool> {json}`` makes it call that tool (if the request offers it);
 * scripted turns, queued with ``POST /_scripted/turns``, win over the default;
-* every request it received is kept, ``GET /_scripted/requests`` returns them.
+* every request it received is kept, ``GET /_scripted/requests`` returns them;
+* ``POST /v1/chat/completions`` answers the same turns as Chat Completions chunks, for clients on that API.
 
 Run ``python scripts/scripted_model_server.py --help``.
 """
@@ -214,6 +215,41 @@ def stream_events(body: dict[str, Any], output: list[Output]) -> list[dict[str, 
     return events
 
 
+def _as_responses_body(body: dict[str, Any]) -> dict[str, Any]:
+    """A Chat Completions request, reshaped so that default_reply() can read it."""
+    items: list[dict[str, Any]] = []
+    for message in body.get("messages") or []:
+        if message.get("role") == "tool":
+            items.append({"type": "function_call_output", "output": _text_of(message.get("content"))})
+        else:
+            items.append({"type": "message", "role": message.get("role"), "content": message.get("content")})
+    tools = [tool.get("function", {}) for tool in body.get("tools") or []]
+    return {**body, "input": items, "tools": tools}
+
+
+def chat_chunks(body: dict[str, Any], output: list[Output]) -> list[dict[str, Any]]:
+    """The same turn as Chat Completions stream chunks: word deltas, tool calls, a finish reason."""
+    base = {"id": _id("chatcmpl"), "object": "chat.completion.chunk", "created": int(time.time())}
+    base["model"] = body.get("model") or "scripted"
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    chunks = [chunk({"role": "assistant", "content": ""})]
+    calls = [item for item in output if item["type"] == "function_call"]
+    for item in output:
+        if item["type"] == "message":
+            words = item["content"][0]["text"].split(" ")
+            chunks += [chunk({"content": word if n == 0 else " " + word}) for n, word in enumerate(words)]
+    for index, call in enumerate(calls):
+        function = {"name": call["name"], "arguments": call["arguments"]}
+        chunks.append(
+            chunk({"tool_calls": [{"index": index, "id": call["call_id"], "type": "function", "function": function}]})
+        )
+    chunks.append(chunk({}, "tool_calls" if calls else "stop"))
+    return chunks
+
+
 def create_app(model: ScriptedModel | None = None, delay: float = 0.0) -> Starlette:
     """The ASGI app; ``delay`` seconds between streamed events make incremental delivery visible."""
     state = model or ScriptedModel()
@@ -239,6 +275,27 @@ def create_app(model: ScriptedModel | None = None, delay: float = 0.0) -> Starle
 
         return StreamingResponse(sse(), media_type="text/event-stream")
 
+    async def chat_completions(request: Request) -> Response:
+        body = await request.json()
+        turn = state.next_turn(_as_responses_body(body))
+        if isinstance(turn, int):
+            error = {"error": {"message": "scripted failure", "type": "server_error", "code": None}}
+            return JSONResponse(error, status_code=turn)
+        chunks = chat_chunks(body, turn)
+        if not body.get("stream"):
+            text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+            calls = [tc for c in chunks for tc in c["choices"][0]["delta"].get("tool_calls", [])]
+            message = {"role": "assistant", "content": text or None, **({"tool_calls": calls} if calls else {})}
+            choice = {"index": 0, "message": message, "finish_reason": chunks[-1]["choices"][0]["finish_reason"]}
+            return JSONResponse({**chunks[0], "object": "chat.completion", "choices": [choice]})
+
+        async def sse() -> AsyncIterator[bytes]:
+            for chunk in chunks:
+                yield f"data: {json.dumps(chunk)}\n\n".encode()
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(sse(), media_type="text/event-stream")
+
     async def add_turns(request: Request) -> Response:
         payload = await request.json()
         try:
@@ -257,6 +314,7 @@ def create_app(model: ScriptedModel | None = None, delay: float = 0.0) -> Starle
     app = Starlette(
         routes=[
             Route("/v1/responses", responses, methods=["POST"]),
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/_scripted/turns", add_turns, methods=["POST"]),
             Route("/_scripted/requests", list_requests, methods=["GET"]),
             Route("/_scripted/reset", reset, methods=["POST"]),
