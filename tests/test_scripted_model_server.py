@@ -69,3 +69,27 @@ async def test_scripted_failure_is_an_http_error(model: ScriptedModel, openai_cl
     model.fail_next(400)
     with pytest.raises(Exception, match="scripted failure"):
         await openai_client.responses.create(model="m", input="x")
+
+
+async def test_chat_completions_stream_and_tool_calls(model: ScriptedModel, openai_client: AsyncOpenAI) -> None:
+    stream = await openai_client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "hi there"}], stream=True
+    )
+    chunks = [chunk async for chunk in stream]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "You said: hi there"
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+    model.script([function_call_output("lookup", {"q": "x"})])
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}
+    done = await openai_client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "a"}], tools=[tool]
+    )
+    call = done.choices[0].message.tool_calls[0]
+    assert (call.function.name, call.function.arguments, done.choices[0].finish_reason) == (
+        "lookup",
+        '{"q": "x"}',
+        "tool_calls",
+    )
+    messages = [{"role": "tool", "tool_call_id": call.id, "content": "42"}]
+    after = await openai_client.chat.completions.create(model="m", messages=messages)
+    assert after.choices[0].message.content == "Tool result: 42"
