@@ -10,6 +10,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -37,94 +39,81 @@ def _wait_for_output(process: subprocess.Popen[str], needle: str, seconds: float
     return seen
 
 
-def test_make_run_level2_offline_answers_the_printed_command() -> None:
-    port, model_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
-    runner = subprocess.Popen(
-        [sys.executable, "scripts/run_example.py", "--port", str(port), "--model-port", str(model_port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+@contextmanager
+def run_example(args: list[str], cwd: Path = ROOT) -> Iterator[tuple[str, list[str]]]:
+    """`scripts/run_example.py ARGS` without an API key: yield what it printed and its smoke command."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "JWT_SECRET")}
+    command = [sys.executable, str(ROOT / "scripts" / "run_example.py"), "--model-port", str(free_port()), *args]
+    output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    runner = subprocess.Popen(command, cwd=cwd, env=env, **output)  # type: ignore[call-overload]
     try:
         printed = _wait_for_output(runner, "Stop with Ctrl-C.")
-        assert "OFFLINE DEMO replies" in printed
-        command = next(line.strip() for line in printed.splitlines() if "chatkit_smoke.py" in line)
-        command = command.replace(".venv/bin/python", sys.executable)
-        answer = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=60)
-        assert answer.returncode == 0, answer.stderr
-        assert answer.stdout.strip() == "You said: Hello!"
+        line = next(line.strip() for line in printed.splitlines() if "chatkit_smoke.py" in line)
+        smoke = shlex.split(line)
+        if smoke[0] == ".venv/bin/python":  # printed relative to the skill's folder
+            smoke[0] = sys.executable
+        yield printed, smoke
     finally:
         runner.send_signal(signal.SIGTERM)
-        runner.wait(timeout=30)
+        runner.wait(timeout=60)
     assert runner.returncode == 0
+
+
+def _run(command: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def test_make_run_level2_offline_answers_the_printed_command() -> None:
+    with run_example(["--port", str(free_port())]) as (printed, smoke):
+        assert "OFFLINE DEMO replies" in printed
+        answer = _run(smoke)
+        assert answer.returncode == 0, answer.stderr
+        assert answer.stdout.strip() == "You said: Hello!"
 
 
 def test_make_run_level3_starts_postgres_and_prints_a_working_token() -> None:
     state = tempfile.mkdtemp(prefix="chatkit-run-")  # /tmp, so the postgres user can reach it
-    port, model_port, pg_port = free_port(), free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "JWT_SECRET")}
-    command = [sys.executable, "scripts/run_example.py", "--level", "3", "--port", str(port)]
-    command += ["--model-port", str(model_port), "--state-dir", state, "--pg-port", str(pg_port)]
-    runner = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    port = free_port()
+    args = ["--level", "3", "--port", str(port), "--state-dir", state, "--pg-port", str(free_port())]
     try:
-        printed = _wait_for_output(runner, "Stop with Ctrl-C.")
-        assert "dev token (user dev-user" in printed
-        smoke = next(line.strip() for line in printed.splitlines() if "chatkit_smoke.py" in line)
-        assert "--token" in smoke
-        answer = subprocess.run(
-            smoke.replace(".venv/bin/python", sys.executable), shell=True, cwd=ROOT, capture_output=True, text=True
-        )
-        assert answer.returncode == 0, answer.stderr
-        assert answer.stdout.strip() == "You said: Hello!"
-        unauthenticated = subprocess.run(
-            [sys.executable, "scripts/chatkit_smoke.py", "--url", f"http://127.0.0.1:{port}/chatkit", "hi"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        )
-        assert unauthenticated.returncode == 2 and "401" in unauthenticated.stderr
-        token = shlex.split(smoke)[shlex.split(smoke).index("--token") + 1]
-        with_header = [sys.executable, "scripts/chatkit_smoke.py", "--url", f"http://127.0.0.1:{port}/chatkit"]
-        with_header += ["-H", f"Authorization: Bearer {token}", "hi"]
-        assert subprocess.run(with_header, cwd=ROOT, capture_output=True, text=True).returncode == 0
+        with run_example(args) as (printed, smoke):
+            assert "dev token (user dev-user" in printed
+            answer = _run(smoke)
+            assert answer.returncode == 0, answer.stderr
+            assert answer.stdout.strip() == "You said: Hello!"
 
-        # A client tool through the smoke script: the offline model calls it on "/call <tool> {json}".
-        base = [sys.executable, *shlex.split(smoke)[1:-1]]
-        pending = subprocess.run([*base, "/call get_user_location {}"], cwd=ROOT, capture_output=True, text=True)
-        assert pending.returncode == 0, pending.stderr
-        assert pending.stdout.strip() == 'client tool pending: get_user_location({"precision": "city"})'
-        thread_id = pending.stderr.split("thread: ")[1].split()[0]
-        answer = [*base, "--thread", thread_id, "--tool-output", '{"city": "Oslo"}']
-        answered = subprocess.run(answer, cwd=ROOT, capture_output=True, text=True)
-        assert answered.returncode == 0, answered.stderr
-        assert answered.stdout.strip() == 'Tool result: {"city": "Oslo"}'
+            url = f"http://127.0.0.1:{port}/chatkit"
+            unauthenticated = _run([sys.executable, "scripts/chatkit_smoke.py", "--url", url, "hi"])
+            assert unauthenticated.returncode == 2 and "401" in unauthenticated.stderr
+            token = smoke[smoke.index("--token") + 1]
+            with_header = [
+                sys.executable,
+                "scripts/chatkit_smoke.py",
+                "--url",
+                url,
+                "-H",
+                f"Authorization: Bearer {token}",
+            ]
+            assert _run([*with_header, "hi"]).returncode == 0
+
+            # A client tool through the smoke script: the offline model calls it on "/call <tool> {json}".
+            base = smoke[:-1]
+            pending = _run([*base, "/call get_user_location {}"])
+            assert pending.returncode == 0, pending.stderr
+            assert pending.stdout.strip() == 'client tool pending: get_user_location({"precision": "city"})'
+            thread_id = pending.stderr.split("thread: ")[1].split()[0]
+            answered = _run([*base, "--thread", thread_id, "--tool-output", '{"city": "Oslo"}'])
+            assert answered.returncode == 0, answered.stderr
+            assert answered.stdout.strip() == 'Tool result: {"city": "Oslo"}'
     finally:
-        runner.send_signal(signal.SIGTERM)
-        runner.wait(timeout=60)
         shutil.rmtree(state, ignore_errors=True)
-    assert runner.returncode == 0
 
 
 def test_run_example_serves_a_copied_example_as_your_own_app(tmp_path: Path) -> None:
     """The documented path for a user's project: copy a level, then run it with --app."""
     shutil.copytree(ROOT / "examples" / "level2", tmp_path / "chat", ignore=shutil.ignore_patterns("__pycache__"))
-    port, model_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
-    command = [sys.executable, str(ROOT / "scripts" / "run_example.py"), "--app", "chat.app:app"]
-    command += ["--port", str(port), "--model-port", str(model_port)]
-    runner = subprocess.Popen(
-        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
-        printed = _wait_for_output(runner, "Stop with Ctrl-C.")
+    with run_example(["--app", "chat.app:app", "--port", str(free_port())], cwd=tmp_path) as (printed, smoke):
         assert "chat.app:app (level 2) is answering" in printed
-        smoke = next(line.strip() for line in printed.splitlines() if "chatkit_smoke.py" in line)
-        answer = subprocess.run(smoke, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        answer = _run(smoke, cwd=tmp_path)
         assert answer.returncode == 0, answer.stderr
         assert answer.stdout.strip() == "You said: Hello!"
-    finally:
-        runner.send_signal(signal.SIGTERM)
-        runner.wait(timeout=30)
