@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from chatkit.types import WidgetItem
+from chatkit.types import LockedStatus, WidgetItem
 from chatkit_protocol import (
     CHATKIT,
     add_message,
@@ -307,6 +307,26 @@ async def test_an_invalid_client_tool_output_never_reaches_the_model(
     assert json.loads(model.requests[-1]["input"][-1]["output"]) == expected
     items = (await client.post(CHATKIT, json=request("items.list", thread_id=thread_id, order="asc"))).json()["data"]
     assert next(i for i in items if i["type"] == "client_tool_call")["output"] == expected
+
+
+async def test_a_locked_thread_refuses_messages_and_actions(
+    client: httpx.AsyncClient, model: ScriptedModel, pg_dsn: str
+) -> None:
+    thread_id, widget = await _thread_with_widget(client, model)
+    pool = await create_pool(pg_dsn)
+    try:
+        store, alice = PostgresStore(pool), RequestContext("alice", "acme")
+        thread = await store.load_thread(thread_id, alice)
+        await store.save_thread(thread.model_copy(update={"status": LockedStatus(reason="Closed by support.")}), alice)
+    finally:
+        await pool.close()
+    calls_before = len(model.requests)
+    refused = {"type": "error", "code": "custom", "message": "Closed by support.", "allow_retry": False}
+    assert (await stream(client, add_message(thread_id, "hello?")))[-1] == refused
+    click = _button(widget["widget"], "Daily forecast")["onClickAction"]
+    action = request("threads.custom_action", thread_id=thread_id, item_id=widget["id"], action=click)
+    assert (await stream(client, action))[-1] == refused
+    assert len(model.requests) == calls_before  # the model was never asked
 
 
 # --- durability, limits, CORS, health -----------------------------------------------------------------

@@ -63,6 +63,16 @@ class UnitsPayload(SubscribePayload):
 # --8<-- [end:action-payloads]
 
 
+# --8<-- [start:thread-status]
+def refuse_unless_active(thread: ThreadMetadata) -> None:
+    """A locked or closed thread only disables the composer in the UI; the server must refuse too."""
+    if thread.status.type != "active":
+        raise CustomStreamError(thread.status.reason or f"This conversation is {thread.status.type}.")
+
+
+# --8<-- [end:thread-status]
+
+
 # --8<-- [start:client-output]
 class LocationResult(BaseModel):
     """What get_user_location's browser side must answer."""
@@ -98,6 +108,7 @@ class ProductionServer(ChatKitServer[RequestContext]):
         context: RequestContext,
     ) -> AsyncIterator[ThreadStreamEvent]:
         logger.info("turn starts (%s)", "user message" if input_user_message else "client tool output")
+        refuse_unless_active(thread)
         if thread.title is None and input_user_message is not None:
             thread.title = title_from(input_user_message)  # saved and sent as thread.updated by the server
         page = await self.store.load_thread_items(thread.id, None, HISTORY_LIMIT, "desc", context)
@@ -123,6 +134,7 @@ class ProductionServer(ChatKitServer[RequestContext]):
         sender: WidgetItem | None,
         context: RequestContext,
     ) -> AsyncIterator[ThreadStreamEvent]:
+        refuse_unless_active(thread)
         if action.type != "forecast.subscribe" or sender is None:
             raise CustomStreamError(f"Unsupported action {action.type!r}.")
         try:
