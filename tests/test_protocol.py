@@ -153,6 +153,14 @@ async def test_unknown_thread_is_404(client: httpx.AsyncClient, body: dict[str, 
     assert response.json() == {"error": "not_found", "message": "thread thr_missing not found"}
 
 
+async def test_retry_of_an_unknown_item_is_404(client: httpx.AsyncClient) -> None:
+    thread_id, _ = await new_thread(client)
+    response = await client.post(
+        CHATKIT, json=request("threads.retry_after_item", thread_id=thread_id, item_id="msg_x")
+    )
+    assert response.status_code == 404 and response.json()["error"] == "not_found"
+
+
 async def test_unknown_cursor_is_404(client: httpx.AsyncClient) -> None:
     thread_id, _ = await new_thread(client)
     response = await client.post(CHATKIT, json=request("items.list", thread_id=thread_id, after="msg_gone"))

@@ -1,6 +1,8 @@
 """Tests that travel with the Level 2 example: no network, no key, the real openai client.
 
-Copy scripts/scripted_model_server.py next to this file (or onto sys.path), then: pytest test_app.py
+In your project: `pip install pytest pytest-asyncio`, put scripts/scripted_model_server.py in the folder
+that holds this package (pytest puts that folder on sys.path), configure pytest-asyncio as testing.md
+shows (`asyncio_mode = "auto"`, session loop scopes), then run `python -m pytest` from that folder.
 """
 
 from __future__ import annotations

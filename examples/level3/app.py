@@ -90,8 +90,8 @@ async def guarded_stream(result: StreamingResult) -> Response:
     events = aiter(result)
     try:
         first = await anext(events)
-    except StopAsyncIteration:
-        first = b""
+    except StopAsyncIteration:  # only a retry of an item the thread doesn't have ends with no event
+        return error_response(404, "not_found", "nothing to answer: the item is not in this thread")
     except NotFoundError as exc:  # unknown thread, or another user's: the same answer
         return error_response(404, "not_found", str(exc))
     except ValueError as exc:  # e.g. a client tool output when no tool call is pending
