@@ -261,6 +261,8 @@ async def test_without_the_handler_it_is_still_a_401_not_a_500(asgi_client: Clie
         ({}, "exactly one"),
         ({"jwt_secret": SECRET, "jwks_url": "https://auth.example/jwks"}, "exactly one"),
         ({"jwt_secret": "too-short"}, "at least 32 bytes"),
+        ({"jwt_secret": "s" * 40, "jwt_algorithms": ("HS384",)}, "at least 48 bytes"),  # RFC 7518: key >= hash
+        ({"jwt_secret": "s" * 60, "jwt_algorithms": ("HS256", "HS512")}, "at least 64 bytes"),
         ({"jwt_secret": SECRET, "jwt_algorithms": ("none",)}, "not allowed"),
         ({"jwt_secret": SECRET, "jwt_algorithms": ("HS256", "RS256")}, "not allowed"),
         ({"jwks_url": "https://auth.example/jwks", "jwt_algorithms": ("RS256", "HS256")}, "not allowed"),

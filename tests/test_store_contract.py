@@ -518,7 +518,24 @@ async def test_tenants_are_isolated_even_for_the_same_user_id(subject: Any) -> N
     with pytest.raises(NotFoundError):
         await subject.store.delete_thread(mine.id, other)
     assert (await subject.store.load_threads(limit=10, after=None, order="asc", context=other)).data == []
-    assert len(await all_items(subject.store, mine.id, home)) == 1
+    intruder = user_message(mine.id, "written from the other tenant")
+    for write in (subject.store.add_thread_item, subject.store.save_item):
+        with pytest.raises(NotFoundError):
+            await write(mine.id, intruder, other)
+    first = (await all_items(subject.store, mine.id, home))[0]
+    with pytest.raises(NotFoundError):
+        await subject.store.load_item(mine.id, first.id, other)
+    with pytest.raises(NotFoundError):
+        await subject.store.delete_thread_item(mine.id, first.id, other)
+    assert [item.id for item in await all_items(subject.store, mine.id, home)] == [first.id]
+
+    attachment = file_attachment()
+    await subject.store.save_attachment(attachment, home)
+    with pytest.raises(NotFoundError):
+        await subject.store.load_attachment(attachment.id, other)
+    with pytest.raises(NotFoundError):
+        await subject.store.save_attachment(attachment, other)
+    assert (await subject.store.load_attachment(attachment.id, home)).id == attachment.id
 
 
 # -------------------------------------------------------------------------------------- attachments

@@ -39,7 +39,8 @@ ASYMMETRIC_ALGORITHMS = frozenset(
 DEFAULT_SECRET_ALGORITHMS = ("HS256",)
 # Better Auth signs with EdDSA by default and can be switched to ES256 or RS256; add PS256/ES512 via JWT_ALGORITHMS.
 DEFAULT_JWKS_ALGORITHMS = ("EdDSA", "ES256", "RS256")
-MIN_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key is at least as long as the hash (256 bits)
+MIN_SECRET_BYTES = 32  # RFC 7518 §3.2: an HMAC key is at least as long as its hash: HS256 32 bytes...
+SECRET_BYTES_BY_ALGORITHM = {"HS256": 32, "HS384": 48, "HS512": 64}  # ...HS384 48, HS512 64
 LEEWAY_SECONDS = 30  # clock skew between the token issuer and this server
 MAX_TOKEN_CHARS = 8192  # a JWT is a few hundred bytes; don't parse megabytes of attacker input
 
@@ -188,8 +189,9 @@ class Authenticator:
         if settings.jwt_secret:
             self.algorithms = settings.jwt_algorithms or DEFAULT_SECRET_ALGORITHMS
             allowed = HMAC_ALGORITHMS
-            if len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES:
-                raise ValueError(f"JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes")
+            needed = max(SECRET_BYTES_BY_ALGORITHM.get(alg, MIN_SECRET_BYTES) for alg in self.algorithms)
+            if len(settings.jwt_secret.encode()) < needed:
+                raise ValueError(f"JWT_SECRET must be at least {needed} bytes for {', '.join(self.algorithms)}")
         else:
             self.algorithms = settings.jwt_algorithms or DEFAULT_JWKS_ALGORITHMS
             allowed = ASYMMETRIC_ALGORITHMS

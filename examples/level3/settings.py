@@ -18,9 +18,10 @@ def _flag(name: str, default: bool) -> bool:
 # --8<-- [start:settings]
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = field(default_factory=lambda: os.environ.get("DATABASE_URL", ""))
+    # repr=False: a logged Settings must not print the DSN's password or the JWT secret.
+    database_url: str = field(default_factory=lambda: os.environ.get("DATABASE_URL", ""), repr=False)
     # Auth: a shared secret (HS256) or a JWKS URL (asymmetric keys, e.g. Better Auth's /api/auth/jwks).
-    jwt_secret: str = field(default_factory=lambda: os.environ.get("JWT_SECRET", ""))
+    jwt_secret: str = field(default_factory=lambda: os.environ.get("JWT_SECRET", ""), repr=False)
     jwks_url: str = field(default_factory=lambda: os.environ.get("JWT_JWKS_URL", ""))
     jwt_algorithms: tuple[str, ...] = field(default_factory=lambda: _list("JWT_ALGORITHMS"))
     jwt_audience: str = field(default_factory=lambda: os.environ.get("JWT_AUDIENCE", ""))
