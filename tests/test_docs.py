@@ -109,3 +109,13 @@ def test_example_requirements_are_the_pinned_versions() -> None:
 def test_ruff_is_clean(check: list[str]) -> None:
     out = subprocess.run([sys.executable, "-m", "ruff", *check, "."], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_every_test_the_docs_cite_exists() -> None:
+    """A "Tests that prove it" line naming a test that was renamed or removed proves nothing."""
+    defined = set()
+    for source in [*(ROOT / "tests").glob("test_*.py"), *(ROOT / "examples").rglob("test_*.py")]:
+        defined |= set(re.findall(r"^\s*(?:async )?def (test_\w+)", source.read_text(), re.MULTILINE))
+    cited = {name for doc in doc_files() for name in re.findall(r"\b(test_\w+)\b(?!\.py|\*)", doc.read_text())}
+    assert cited, "no test names found in the docs"
+    assert sorted(cited - defined) == []
