@@ -250,6 +250,11 @@ def chat_chunks(body: dict[str, Any], output: list[Output]) -> list[dict[str, An
     return chunks
 
 
+def scripted_failure(status: int) -> JSONResponse:
+    """What fail_next() makes the API answer, in OpenAI's error shape."""
+    return JSONResponse({"error": {"message": "scripted failure", "type": "server_error", "code": None}}, status)
+
+
 def create_app(model: ScriptedModel | None = None, delay: float = 0.0) -> Starlette:
     """The ASGI app; ``delay`` seconds between streamed events make incremental delivery visible."""
     state = model or ScriptedModel()
@@ -258,8 +263,7 @@ def create_app(model: ScriptedModel | None = None, delay: float = 0.0) -> Starle
         body = await request.json()
         turn = state.next_turn(body)
         if isinstance(turn, int):
-            error = {"error": {"message": "scripted failure", "type": "server_error", "code": None}}
-            return JSONResponse(error, status_code=turn)
+            return scripted_failure(turn)
         if not body.get("stream"):
             return JSONResponse(_response(body, turn, "completed"))
 
@@ -279,8 +283,7 @@ def create_app(model: ScriptedModel | None = None, delay: float = 0.0) -> Starle
         body = await request.json()
         turn = state.next_turn(_as_responses_body(body))
         if isinstance(turn, int):
-            error = {"error": {"message": "scripted failure", "type": "server_error", "code": None}}
-            return JSONResponse(error, status_code=turn)
+            return scripted_failure(turn)
         chunks = chat_chunks(body, turn)
         if not body.get("stream"):
             text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
@@ -331,22 +334,30 @@ def serve_in_background(port: int = 0, delay: float = 0.0) -> Iterator[tuple[str
 
     Yields the value for OPENAI_BASE_URL and the model, to script turns and read requests.
     """
+    model = ScriptedModel()
+    with serve_app_in_background(create_app(model, delay), port) as base_url:
+        yield f"{base_url}/v1", model
+
+
+@contextmanager
+def serve_app_in_background(app: Any, port: int = 0) -> Iterator[str]:
+    """Serve any ASGI app with uvicorn on 127.0.0.1 (port 0: a free one) in a daemon thread; yield its URL."""
     import uvicorn
 
-    model = ScriptedModel()
-    server = uvicorn.Server(uvicorn.Config(create_app(model, delay), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
+    deadline = time.monotonic() + 15
     while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError(f"the scripted model server could not start on port {port}")
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"uvicorn could not start on port {port}")
         time.sleep(0.01)
     bound = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{bound}/v1", model
+        yield f"http://127.0.0.1:{bound}"
     finally:
         server.should_exit = True
-        thread.join(timeout=10)
+        thread.join(timeout=15)
 
 
 # --8<-- [end:in-background]
