@@ -14,8 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from live_server import free_port
-from local_postgres import fresh_database
-from postgres import postgres_url
+from local_postgres import fresh_database, throwaway_cluster
 from scripted_model_server import ScriptedModel, serve_in_background
 
 MODEL_PORT = free_port()
@@ -62,14 +61,15 @@ async def asgi_client() -> AsyncIterator[ClientFactory]:
 # PostgreSQL: one real server per session (a throwaway cluster, or TEST_DATABASE_URL), one database per test.
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    """The server's URL. Missing PostgreSQL binaries fail the tests that need it: never a skip."""
+    """TEST_DATABASE_URL, else a throwaway cluster. Missing PostgreSQL binaries fail the tests: never a skip."""
+    if external := os.environ.get("TEST_DATABASE_URL"):
+        yield external
+        return
     with ExitStack() as stack:
         try:
-            url = stack.enter_context(postgres_url())
+            url = stack.enter_context(throwaway_cluster())
         except RuntimeError as exc:
-            url, problem = "", str(exc)
-        if not url:
-            pytest.fail(problem, pytrace=False)
+            pytest.fail(str(exc), pytrace=False)
         yield url
 
 
