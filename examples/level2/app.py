@@ -14,12 +14,11 @@ from typing import Any
 from agents import set_tracing_disabled
 from chatkit.server import StreamingResult
 from chatkit.store import NotFoundError, Store
-from chatkit.types import ChatKitReq
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
-from .server import AgentServer
+from .server import CHATKIT_REQUEST, AgentServer
 from .store import MemoryStore
 
 logger = logging.getLogger(__name__)
@@ -40,7 +39,6 @@ def disable_tracing_off_openai() -> None:
 
 
 # --8<-- [start:errors]
-_REQUEST = TypeAdapter(ChatKitReq)
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # proxies must not buffer the stream
 
 
@@ -98,11 +96,11 @@ def create_app(store: Store[dict[str, Any]] | None = None) -> FastAPI:
     async def chatkit_endpoint(request: Request) -> Response:
         body = await request.body()
         try:
-            _REQUEST.validate_json(body)  # process() would raise the same error as a 500
+            parsed = CHATKIT_REQUEST.validate_json(body)  # process() would raise the same error as a 500
         except ValidationError as exc:
             return error_response(400, "invalid_request", describe(exc))
         try:
-            result = await server.process(body, context={})
+            result = await server.process(parsed, context={})
         except NotFoundError as exc:
             return error_response(404, "not_found", str(exc))
         if isinstance(result, StreamingResult):

@@ -74,7 +74,19 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
     The store needs nothing from the pool beyond a connection: no init hook, no codec. An app that
     already has an asyncpg pool passes that one to PostgresStore instead.
     """
-    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=30)
+    return await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, command_timeout=30, reset=keep_session_as_is
+    )
+
+
+async def keep_session_as_is(connection: asyncpg.Connection) -> None:
+    """Release without asyncpg's default reset query, a round trip on every release (5 per turn).
+
+    That query undoes session state: SET, LISTEN, session advisory locks, open cursors. The store
+    leaves none (its one advisory lock is transaction-scoped), and asyncpg still rolls back an open
+    transaction before calling this. Code that sets session state on these connections needs the
+    default back: leave `reset` out.
+    """
 
 
 # --8<-- [end:pg-pool]
@@ -99,16 +111,28 @@ _THREADS_PAGE = {
         ORDER BY created_at DESC, id DESC LIMIT $5
         """,
 }
+# The thread row comes first: no row at all means the caller does not own the thread (an empty page
+# would hide that), one row with a NULL item means an empty page. One statement, one round trip.
 _ITEMS_PAGE = {
     "asc": """
-        SELECT data::text FROM chatkit_items
-        WHERE thread_id = $1 AND tenant_id = $2 AND user_id = $3 AND (created_at, id) > ($4, $5)
-        ORDER BY created_at, id LIMIT $6
+        SELECT i.data::text FROM chatkit_threads AS t
+        LEFT JOIN LATERAL (
+            SELECT created_at, id, data FROM chatkit_items
+            WHERE thread_id = t.id AND (created_at, id) > ($4, $5)
+            ORDER BY created_at, id LIMIT $6
+        ) AS i ON true
+        WHERE t.id = $1 AND t.tenant_id = $2 AND t.user_id = $3
+        ORDER BY i.created_at, i.id
         """,
     "desc": """
-        SELECT data::text FROM chatkit_items
-        WHERE thread_id = $1 AND tenant_id = $2 AND user_id = $3 AND (created_at, id) < ($4, $5)
-        ORDER BY created_at DESC, id DESC LIMIT $6
+        SELECT i.data::text FROM chatkit_threads AS t
+        LEFT JOIN LATERAL (
+            SELECT created_at, id, data FROM chatkit_items
+            WHERE thread_id = t.id AND (created_at, id) < ($4, $5)
+            ORDER BY created_at DESC, id DESC LIMIT $6
+        ) AS i ON true
+        WHERE t.id = $1 AND t.tenant_id = $2 AND t.user_id = $3
+        ORDER BY i.created_at DESC, i.id DESC
         """,
 }
 # The first page's cursor: before every row (ascending) or after every row (descending).
@@ -245,23 +269,23 @@ class PostgresStore(Store[RequestContext]):
     ) -> Page[ThreadItem]:
         order = "desc" if order == "desc" else "asc"
         owner = (context.tenant_id, context.user_id)
-        async with self.pool.acquire() as conn:
-            await self._require_thread(conn, thread_id, context)
-            cursor = _START[order]  # the first page starts before (asc) or after (desc) every row
-            if after is not None:
-                row = await conn.fetchrow(
-                    "SELECT created_at, id FROM chatkit_items"
-                    " WHERE thread_id = $1 AND id = $2 AND tenant_id = $3 AND user_id = $4",
-                    thread_id,
-                    after,
-                    *owner,
-                )
-                if row is None:
-                    raise NotFoundError(f"cursor {after} not found in thread {thread_id}")
-                cursor = (row["created_at"], row["id"])
-            # limit + 1 rows: the extra one only tells whether another page exists.
-            rows = await conn.fetch(_ITEMS_PAGE[order], thread_id, *owner, *cursor, limit + 1)
-        return _page([_ITEM.validate_json(r["data"]) for r in rows], limit)
+        cursor = _START[order]  # the first page starts before (asc) or after (desc) every row
+        if after is not None:
+            row = await self.pool.fetchrow(
+                "SELECT created_at, id FROM chatkit_items"
+                " WHERE thread_id = $1 AND id = $2 AND tenant_id = $3 AND user_id = $4",
+                thread_id,
+                after,
+                *owner,
+            )
+            if row is None:
+                raise NotFoundError(f"cursor {after} not found in thread {thread_id}")
+            cursor = (row["created_at"], row["id"])
+        # limit + 1 rows: the extra one only tells whether another page exists.
+        rows = await self.pool.fetch(_ITEMS_PAGE[order], thread_id, *owner, *cursor, limit + 1)
+        if not rows:
+            raise NotFoundError(f"thread {thread_id} not found")
+        return _page([_ITEM.validate_json(r["data"]) for r in rows if r["data"] is not None], limit)
 
     # --8<-- [end:pg-pagination]
     # --8<-- [start:pg-add-item]
