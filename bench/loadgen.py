@@ -12,6 +12,7 @@ import json
 import re
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -83,6 +84,7 @@ class LoadResult:
     latencies: list[float] = field(default_factory=list)
     failures: int = 0
     generator_cpu: float = 0.0  # CPU seconds the load generator itself used
+    server_cpu: float = 0.0  # CPU seconds the server used meanwhile, when a probe was given
 
     @property
     def turns_per_second(self) -> float:
@@ -98,9 +100,17 @@ def quantile(values: list[float], q: float) -> float:
 
 
 async def conversations(
-    url: str, count: int, turns: int, text: str, headers: dict[str, str] | None = None
+    url: str,
+    count: int,
+    turns: int,
+    text: str,
+    headers: dict[str, str] | None = None,
+    server_cpu: Callable[[], float] | None = None,
 ) -> LoadResult:
-    """`count` conversations at once, each a thread (created untimed) then `turns` messages back to back."""
+    """`count` conversations at once, each a thread (created untimed) then `turns` messages back to back.
+
+    `server_cpu` returns the server's cumulative CPU seconds; read around the timed part only.
+    """
     ids = await asyncio.gather(*(post(url, create_thread("hello"), headers) for _ in range(count)))
     thread_ids = [thread_id_of(r) for r in ids]
     result = LoadResult(count, 0, 0.0)
@@ -114,11 +124,13 @@ async def conversations(
             result.latencies.append(reply.total)
             result.turns += 1
 
-    cpu = time.process_time()
+    probe = server_cpu or (lambda: 0.0)
+    cpu, server_before = time.process_time(), probe()
     start = time.perf_counter()
     await asyncio.gather(*(talk(t) for t in thread_ids))
     result.seconds = time.perf_counter() - start
     result.generator_cpu = time.process_time() - cpu
+    result.server_cpu = probe() - server_before
     return result
 
 

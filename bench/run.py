@@ -272,9 +272,10 @@ async def bench_concurrency(examples: Path, sizes: list[int], turns: int) -> lis
                 async with serve(uvicorn(app), examples, env | extra) as server:
                     solo: loadgen.LoadResult | None = None
                     for size in sizes:
-                        model_cpu, server_cpu = model.cpu(), server.cpu()
-                        result = await loadgen.conversations(server.url, size, turns, PACED, hdrs)
-                        server_share = (server.cpu() - server_cpu) / result.seconds
+                        await loadgen.conversations(server.url, size, 1, PACED, hdrs)  # warm: pool, imports
+                        model_cpu = model.cpu()
+                        result = await loadgen.conversations(server.url, size, turns, PACED, hdrs, server.cpu)
+                        server_share = result.server_cpu / result.seconds
                         model_share = (model.cpu() - model_cpu) / result.seconds
                         solo = solo or result
                         ideal = size / loadgen.median(solo.latencies)
@@ -310,7 +311,7 @@ async def bench_capacity(examples: Path, conversations: int, turns: int) -> list
                 async with serve(
                     uvicorn("level3.app:app", workers), examples, model_env(base_url) | server_env
                 ) as server:
-                    await loadgen.conversations(server.url, 4, 2, SHORT, headers)  # warm every worker
+                    await loadgen.conversations(server.url, conversations, 2, SHORT, headers)  # warm every worker
                     rates[workers] = await loadgen.conversations(server.url, conversations, turns, SHORT, headers)
     one, two = rates[1], rates[2]
     return [
