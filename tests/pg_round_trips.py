@@ -1,12 +1,12 @@
 """Count PostgreSQL round trips on the wire: a loopback TCP proxy that reads the client's messages.
 
 Why on the wire and not pg_stat_statements or a wrapped connection: a round trip is the client
-waiting for the server's ReadyForQuery, and the protocol sends exactly one ReadyForQuery per Sync
-message (extended protocol: prepare, bind/execute) and per Query message (simple protocol, as in
-asyncpg's connection reset). Counting those two message types counts every wait, whatever the
-driver does inside: statement preparation, resets on release, transactions. pg_stat_statements
-counts statements (a reset is four of them, a prepare none), and a wrapped connection only sees
-the calls someone thought to wrap.
+waiting for the server, and a client ends every batch it will wait on with one of three messages:
+Sync (extended protocol: bind/execute, answered by ReadyForQuery), Query (simple protocol, as in
+asyncpg's reset on release) or Flush (asyncpg's statement preparation: Parse + Describe + Flush,
+then it waits for the description). Counting those counts every wait, whatever the driver does
+inside. pg_stat_statements counts statements (a reset is four of them, a preparation none), and a
+wrapped connection only sees the calls someone thought to wrap.
 
     async with RoundTripCounter(dsn) as counter:   # counter.dsn goes to the pool instead of dsn
         before = counter.round_trips
@@ -21,7 +21,7 @@ import struct
 from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
-_COUNTED = {ord("S"), ord("Q")}  # Sync and Query: each one is answered by one ReadyForQuery
+_COUNTED = {ord("S"), ord("Q"), ord("H")}  # Sync, Query, Flush: each ends a batch the client then waits on
 
 
 class RoundTripCounter:

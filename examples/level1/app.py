@@ -153,9 +153,6 @@ class MemoryStore(Store[dict[str, Any]]):
 
 
 # --8<-- [start:server]
-CHATKIT_REQUEST = TypeAdapter(ChatKitReq)  # build once: building one costs milliseconds of CPU
-
-
 class HelloServer(ChatKitServer[dict[str, Any]]):
     async def respond(
         self,
@@ -174,6 +171,8 @@ class HelloServer(ChatKitServer[dict[str, Any]]):
             )
         )
 
+    # --8<-- [end:server]
+    # --8<-- [start:process]
     async def process(
         self, request: str | bytes | bytearray | ChatKitReq, context: dict[str, Any]
     ) -> StreamingResult | NonStreamingResult:
@@ -186,11 +185,11 @@ class HelloServer(ChatKitServer[dict[str, Any]]):
             return StreamingResult(self._process_streaming(request, context))
         return NonStreamingResult(await self._process_non_streaming(request, context))
 
-
-# --8<-- [end:server]
+    # --8<-- [end:process]
 
 
 # --8<-- [start:errors]
+CHATKIT_REQUEST = TypeAdapter(ChatKitReq)  # build once: building one costs milliseconds of CPU
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # proxies must not buffer the stream
 
 

@@ -35,9 +35,9 @@ def title_from(message: UserMessageItem) -> str:
 
 
 # --8<-- [end:title]
+CHATKIT_REQUEST = TypeAdapter(ChatKitReq)  # build once: building one costs milliseconds of CPU
 # --8<-- [start:history]
 HISTORY_LIMIT = 20  # items of context sent to the model on every turn
-CHATKIT_REQUEST = TypeAdapter(ChatKitReq)  # build once: building one costs milliseconds of CPU
 
 
 class AgentServer(ChatKitServer[dict[str, Any]]):
@@ -61,6 +61,8 @@ class AgentServer(ChatKitServer[dict[str, Any]]):
         async for event in stream_agent_response(agent_context, result):
             yield event
 
+    # --8<-- [end:history]
+    # --8<-- [start:process]
     async def process(
         self, request: str | bytes | bytearray | ChatKitReq, context: dict[str, Any]
     ) -> StreamingResult | NonStreamingResult:
@@ -73,5 +75,4 @@ class AgentServer(ChatKitServer[dict[str, Any]]):
             return StreamingResult(self._process_streaming(request, context))
         return NonStreamingResult(await self._process_non_streaming(request, context))
 
-
-# --8<-- [end:history]
+    # --8<-- [end:process]
