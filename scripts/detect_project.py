@@ -36,9 +36,25 @@ SKILL_README = Path(__file__).resolve().parent.parent / "README.md"
 VERIFIED_FALLBACK = {"openai-chatkit": ("1.6.5", "~=1.6.5"), "openai-agents": ("0.24.0", "==0.24.0")}
 CHECKED_PACKAGES = ("openai-chatkit", "openai-agents")  # the two whose API changes break the skill's code
 SKIP_DIRS = {
-    ".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox", ".nox", ".mypy_cache",
-    ".ruff_cache", ".pytest_cache", "site-packages", "build", "dist", ".idea", ".vscode", ".eggs",
-}  # fmt: skip
+    ".git",
+    ".hg",
+    ".svn",
+    "node_modules",
+    "__pycache__",
+    ".venv",
+    "venv",
+    ".tox",
+    ".nox",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+    "site-packages",
+    "build",
+    "dist",
+    ".idea",
+    ".vscode",
+    ".eggs",
+}
 MAX_FILE_BYTES = 2_000_000
 ENV_EXAMPLES = (".env.example", ".env.sample", ".env.template", ".env.dist", "example.env", "env.example")
 BETTER_AUTH_JWKS = "/api/auth/jwks"
@@ -64,6 +80,7 @@ DB_CALLS = {
     "sqlmodel.create_engine": ("sqlmodel", "Engine (sync)"),
     "databases.Database": ("databases", "Database"),
 }
+AUTH_SCHEMES = {"OAuth2PasswordBearer", "OAuth2AuthorizationCodeBearer", "HTTPBearer", "APIKeyCookie", "APIKeyHeader"}
 ROUTE_METHODS = {"get", "post", "put", "patch", "delete", "api_route", "websocket"}
 
 
@@ -173,7 +190,8 @@ class ModuleVisitor(ast.NodeVisitor):
     # Imports -----------------------------------------------------------------------------------
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
-            self.names[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+            top = alias.name.split(".")[0]
+            self.names[alias.asname or top] = alias.name if alias.asname else top
             self.scan.imports[alias.name.split(".")[0]] += 1
             self.scan.imports[alias.name] += 1
 
@@ -223,9 +241,13 @@ class ModuleVisitor(ast.NodeVisitor):
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         decorators = [_unparse(d) for d in node.decorator_list]
         function = Function(
-            node.name, self.at(node), self.module, _unparse(node.returns), isinstance(node, ast.AsyncFunctionDef),
+            node.name,
+            self.at(node),
+            self.module,
+            _unparse(node.returns),
+            isinstance(node, ast.AsyncFunctionDef),
             decorators,
-        )  # fmt: skip
+        )
         self.scan.functions.append(function)
         for decorator in node.decorator_list:
             self.route_decorator(decorator, node)
@@ -266,9 +288,15 @@ class ModuleVisitor(ast.NodeVisitor):
                 if isinstance(element, ast.Call) and self.qual(element.func).split(".")[-1] in ("Depends", "Security"):
                     dependency = _unparse(element.args[0]) if element.args else ""
                     self.scan.aliases.append(
-                        {"name": self.target, "type": _unparse(elements[0]), "dependency": dependency,
-                         "where": self.at(node)}
-                    )  # fmt: skip
+                        {
+                            "name": self.target,
+                            "type": _unparse(elements[0]),
+                            "dependency": dependency,
+                            "where": self.at(node),
+                        }
+                    )
+            self.target = None
+            return  # its Depends() counts once per parameter annotated with the alias, not here
         self.visit(value)
         self.target = None
 
@@ -285,13 +313,13 @@ class ModuleVisitor(ast.NodeVisitor):
             if self.stack:
                 self.stack[-1].creates_app = True
         elif last == "APIRouter" and name in ("fastapi.APIRouter", "APIRouter"):
-            self.scan.routers.append(
-                {"name": target, "module": self.module, "where": self.at(node), "function": function,
-                 "prefix": _string(_kwarg(call, "prefix")) or "", "lifespan": _unparse(_kwarg(call, "lifespan")) or None}
-            )  # fmt: skip
+            prefix, lifespan = _string(_kwarg(call, "prefix")) or "", _unparse(_kwarg(call, "lifespan")) or None
+            router = {"name": target, "module": self.module, "where": self.at(node), "function": function}
+            self.scan.routers.append({**router, "prefix": prefix, "lifespan": lifespan})
         elif not self.stack and isinstance(call.func, ast.Name):
-            self.scan.app_calls.append({"name": target, "callee": name, "module": self.module,
-                                        "app_dir": self.app_dir, "where": self.at(node)})  # fmt: skip
+            self.scan.app_calls.append(
+                {"name": target, "callee": name, "module": self.module, "app_dir": self.app_dir, "where": self.at(node)}
+            )
         if last == "current_user" and "fastapi_users" in self.scan.imports:
             self.scan.fastapi_users_deps.append({"name": target, "module": self.module, "where": self.at(node)})
 
@@ -310,23 +338,31 @@ class ModuleVisitor(ast.NodeVisitor):
             stack, kind = DB_CALLS.get(name) or DB_CALLS[self.db_alias(name)]
             url = _string(_arg(node, 0, "url")) or _string(_arg(node, 0, "dsn"))
             self.scan.db_created.append(
-                {"stack": stack, "kind": kind, "call": name, "target": self.target, "function": function,
-                 "module": self.module, "where": where, "url": _redact(url)}
-            )  # fmt: skip
+                {
+                    "stack": stack,
+                    "kind": kind,
+                    "call": name,
+                    "target": self.target,
+                    "function": function,
+                    "module": self.module,
+                    "where": where,
+                    "url": _redact(url),
+                }
+            )
         elif last in ("Depends", "Security") and node.args:
             self.scan.depends[self.qual(node.args[0]).split(".")[-1] or _unparse(node.args[0])] += 1
         elif last == "include_router" and node.args:
-            self.scan.includes.append(
-                {"router": _unparse(node.args[0]), "on": _unparse(node.func.value) if isinstance(node.func, ast.Attribute)
-                 else "", "prefix": _string(_kwarg(node, "prefix")) or "", "module": self.module, "where": where,
-                 "function": function}
-            )  # fmt: skip
+            owner = _unparse(node.func.value) if isinstance(node.func, ast.Attribute) else ""
+            include = {"router": _unparse(node.args[0]), "on": owner, "prefix": _string(_kwarg(node, "prefix")) or ""}
+            self.scan.includes.append({**include, "module": self.module, "where": where, "function": function})
         elif last == "add_api_route" and (path := _string(_arg(node, 0, "path"))) is not None:
             endpoint = _unparse(_arg(node, 1, "endpoint"))
-            self.scan.routes.append({"method": "API_ROUTE", "path": path, "function": endpoint, "on": "", "where": where})
+            route = {"method": "API_ROUTE", "path": path, "function": endpoint, "on": ""}
+            self.scan.routes.append({**route, "where": where})
         elif last == "add_middleware" and node.args and self.qual(node.args[0]).endswith("SessionMiddleware"):
             self.scan.session_middleware.append(where)
-        elif last in ("OAuth2PasswordBearer", "HTTPBearer", "APIKeyCookie", "APIKeyHeader", "OAuth2AuthorizationCodeBearer"):
+            self.cookie(_string(_kwarg(node, "session_cookie")) or "session", where)
+        elif last in AUTH_SCHEMES:
             self.scan.auth_schemes.append(f"{last} ({where})")
             if last == "APIKeyCookie":
                 self.cookie(_string(_kwarg(node, "name")), where)
@@ -350,7 +386,7 @@ class ModuleVisitor(ast.NodeVisitor):
         self.generic_visit(node)
 
     def db_alias(self, name: str) -> str:
-        """`from sqlalchemy.ext.asyncio import create_async_engine` may also arrive as sqlalchemy.ext.asyncio.engine..."""
+        """The DB_CALLS key for a call reached through another path of the same package, or ""."""
         last = name.split(".")[-1]
         if name.split(".")[0] not in ("asyncpg", "psycopg", "psycopg_pool", "psycopg2", "sqlalchemy", "sqlmodel"):
             return ""
@@ -396,8 +432,11 @@ def is_test(rel: str) -> bool:
     """Tests build throwaway apps and fake stores: they say little about how the app is wired."""
     parts = rel.split("/")
     name = parts[-1]
-    return bool({"tests", "test"} & set(parts[:-1])) or name.startswith("test_") or name in ("conftest.py",) or (
-        name.endswith("_test.py")
+    return (
+        bool({"tests", "test"} & set(parts[:-1]))
+        or name.startswith("test_")
+        or name in ("conftest.py",)
+        or (name.endswith("_test.py"))
     )
 
 
@@ -496,7 +535,8 @@ def read_versions(root: Path, files: list[Path]) -> dict[str, list[dict[str, str
                 project = data.get("project", {})
                 lines = list(project.get("dependencies", []))
                 lines += [d for group in project.get("optional-dependencies", {}).values() for d in group]
-                lines += [d for group in data.get("dependency-groups", {}).values() for d in group if isinstance(d, str)]
+                groups = data.get("dependency-groups", {}).values()
+                lines += [d for group in groups for d in group if isinstance(d, str)]
                 for line in lines:
                     if parsed := parse_requirement(line):
                         add(*parsed, path)
@@ -534,8 +574,11 @@ def verified_versions() -> dict[str, tuple[str, str]]:
     if not SKILL_README.exists():
         return dict(VERIFIED_FALLBACK)
     verified = {}
-    for match in re.finditer(r"^\| *([a-z][\w.-]*)(?:\\?\[\w+\])? *\| *([0-9][\w.]*)(?: *\(pin `([^`]+)`\))? *\|",
-                             SKILL_README.read_text(), re.MULTILINE):  # fmt: skip
+    for match in re.finditer(
+        r"^\| *([a-z][\w.-]*)(?:\\?\[\w+\])? *\| *([0-9][\w.]*)(?: *\(pin `([^`]+)`\))? *\|",
+        SKILL_README.read_text(),
+        re.MULTILINE,
+    ):
         verified[normalize(match[1])] = (match[2], match[3] or f"=={match[2]}")
     return verified or dict(VERIFIED_FALLBACK)
 
@@ -545,12 +588,14 @@ def version_warnings(versions: dict[str, list[dict[str, str | None]]]) -> list[s
     warnings = []
     for package in CHECKED_PACKAGES:
         good, pin = verified.get(package, VERIFIED_FALLBACK[package])
-        for entry in versions.get(package, []):
+        entries = versions.get(package, [])
+        resolved = any("(locked)" in (e["spec"] or "") or "(installed)" in (e["spec"] or "") for e in entries)
+        for entry in entries:
             version, spec, where = entry["version"], entry["spec"] or "(any version)", entry["file"]
             if version is not None and version != good:
                 warnings.append(f"{package} {version} in {where}: the skill is verified with {good}; pin {pin}")
-            elif version is None and (spec or "").replace(" ", "") != pin:
-                warnings.append(f"{package} {spec} in {where} is not pinned: the skill is verified with {good}; pin {pin}")
+            elif version is None and not resolved and spec.replace(" ", "") != pin:  # a lock file decides
+                warnings.append(f"{package} {spec} in {where} is not pinned: verified with {good}; pin {pin}")
     return warnings
 
 
@@ -590,10 +635,27 @@ def detect(root: Path) -> dict[str, Any]:
 
 def _relevant(package: str) -> bool:
     return package in {
-        "openai", "fastapi", "uvicorn", "httpx", "asyncpg", "psycopg", "psycopg2", "psycopg2-binary",
-        "psycopg-pool", "sqlalchemy", "sqlmodel", "pyjwt", "python-jose", "authlib", "fastapi-users",
-        "pydantic", "pydantic-settings", "starlette", "itsdangerous", "databases",
-    }  # fmt: skip
+        "openai",
+        "fastapi",
+        "uvicorn",
+        "httpx",
+        "asyncpg",
+        "psycopg",
+        "psycopg2",
+        "psycopg2-binary",
+        "psycopg-pool",
+        "sqlalchemy",
+        "sqlmodel",
+        "pyjwt",
+        "python-jose",
+        "authlib",
+        "fastapi-users",
+        "pydantic",
+        "pydantic-settings",
+        "starlette",
+        "itsdangerous",
+        "databases",
+    }
 
 
 def fastapi_section(scan: Scan) -> dict[str, Any]:
@@ -605,8 +667,15 @@ def fastapi_section(scan: Scan) -> dict[str, Any]:
         made = factories.get((module or call["module"], function))
         if made:
             called.add((made["module"], made["factory"]))
-            apps.append({**call, "lifespan": made["lifespan"], "factory": f"{made['module']}.{made['factory']}",
-                         "uvicorn": f"{call['module']}:{call['name']}", "created_at": made["where"]})  # fmt: skip
+            apps.append(
+                {
+                    **call,
+                    "lifespan": made["lifespan"],
+                    "factory": f"{made['module']}.{made['factory']}",
+                    "uvicorn": f"{call['module']}:{call['name']}",
+                    "created_at": made["where"],
+                }
+            )
     for app in scan.apps:
         if app["factory"] and (app["module"], app["factory"]) in called:
             continue
@@ -674,8 +743,11 @@ def database_section(scan: Scan, versions: dict[str, Any]) -> dict[str, Any]:
         "created": scan.db_created,
         "url_schemes": drivers,
         "models": dict(scan.db_models),
-        "packages": sorted(p for p in versions if p in {"asyncpg", "psycopg", "psycopg2", "psycopg2-binary",
-                                                        "sqlalchemy", "sqlmodel", "databases"}),  # fmt: skip
+        "packages": sorted(
+            p
+            for p in versions
+            if p in {"asyncpg", "psycopg", "psycopg2", "psycopg2-binary", "sqlalchemy", "sqlmodel", "databases"}
+        ),
     }
 
 
@@ -694,9 +766,15 @@ def auth_section(scan: Scan, versions: dict[str, Any]) -> dict[str, Any]:
             if not signals:
                 continue
         dependencies.append(
-            {"name": function.name, "module": function.module, "where": function.where, "returns": function.returns,
-             "uses": used[function.name], "does": sorted(function.features)}
-        )  # fmt: skip
+            {
+                "name": function.name,
+                "module": function.module,
+                "where": function.where,
+                "returns": function.returns,
+                "uses": used[function.name],
+                "does": sorted(function.features),
+            }
+        )
     for dep in scan.fastapi_users_deps:
         dependencies.append({**dep, "returns": "the fastapi-users user model", "uses": used[dep["name"]], "does": []})
     dependencies.sort(key=lambda d: (-d["uses"], "current" not in d["name"], d["where"]))
@@ -758,7 +836,7 @@ def advice(report: dict[str, Any]) -> list[str]:
         made = f" (made by {app['factory']}())" if app["factory"] else ""
         lines.append(
             f"Include the ChatKit router in app {app['name']}{made} in {app['module']} {place}; "
-            f"run it as `uvicorn {app['uvicorn']}` from {app['run_from']}."
+            f"run it as `uvicorn {app['uvicorn']}` in {app['run_from'].rstrip('/')}/."
         )
         if len(fastapi["apps"]) > 1:
             lines.append(f"{len(fastapi['apps'])} FastAPI apps: ask which one serves the frontend.")
@@ -789,7 +867,9 @@ def advice(report: dict[str, Any]) -> list[str]:
         lines.append("Cookie auth: the ChatKit frontend must send credentials, and CORS must list origins explicitly.")
     if auth["patterns"] == ["none"]:
         lines.append("No auth found: Level 2 (no users), or Level 3 with its own JWT auth (references/production.md).")
-    created = [c for c in db["created"] if c["kind"] in ("pool", "AsyncEngine", "async pool", "Engine (sync)", "Engine")]
+    created = [
+        c for c in db["created"] if c["kind"] in ("pool", "async pool", "AsyncEngine", "Engine", "Engine (sync)")
+    ]
     for handle in created[:2]:
         name = handle["target"] or (f"returned by {handle['function']}()" if handle["function"] else handle["call"])
         inside = f" in {handle['function']}()" if handle["function"] and handle["target"] else ""
@@ -797,10 +877,12 @@ def advice(report: dict[str, Any]) -> list[str]:
             tip = "pass it to Level 3's PostgresStore; don't open a second pool"
         elif handle["stack"] == "sqlalchemy-async":
             tip = "build the ChatKit store on this AsyncEngine (asyncpg driver); don't create a second engine"
-        elif handle["stack"] in ("sqlmodel", "sqlalchemy-sync"):
-            tip = "a sync engine: the ChatKit store needs async access (an AsyncEngine or an asyncpg pool on the same URL)"
         else:
-            tip = "the Level 3 store needs asyncpg: open an asyncpg pool on the same DATABASE_URL"
+            lines.append(
+                f"The app's {handle['stack']} {handle['kind']} {name} ({handle['where']}) is synchronous: the ChatKit "
+                "store needs async access, an AsyncEngine or an asyncpg pool on the same database URL."
+            )
+            continue
         lines.append(f"Reuse the {handle['stack']} {handle['kind']} {name}{inside} ({handle['where']}): {tip}.")
     if db["stack"] == ["none"]:
         lines.append("No database: Level 2 keeps threads in memory; Level 3 needs PostgreSQL (DATABASE_URL).")
@@ -837,7 +919,9 @@ def summary(report: dict[str, Any]) -> str:
     deps = [f"dependency {d['name']} ({d['where']}) -> {d['returns'] or '?'}" for d in auth["dependencies"]]
     row("Auth", [", ".join(auth["patterns"]), *deps])
     env = report["env"]
-    row("Env", [f"{f}: {', '.join(n)}" for f, n in env["files"].items()] + [", ".join(list(env["read_in_code"])[:12])])
+    reads = ", ".join(list(env["read_in_code"])[:12])
+    files = [f"{file}: {', '.join(names)}" for file, names in env["files"].items()]
+    row("Env", files + ([f"read in code: {reads}"] if reads else []))
     pins = [
         f"{name} {e['spec'] or '(any)'} ({e['file']})"
         for name, entries in report["versions"]["packages"].items()
