@@ -35,26 +35,10 @@ SKILL_README = Path(__file__).resolve().parent.parent / "README.md"
 # The verified versions when this script travels without the skill's README (a test keeps them equal).
 VERIFIED_FALLBACK = {"openai-chatkit": ("1.6.5", "~=1.6.5"), "openai-agents": ("0.24.0", "==0.24.0")}
 CHECKED_PACKAGES = ("openai-chatkit", "openai-agents")  # the two whose API changes break the skill's code
-SKIP_DIRS = {
-    ".git",
-    ".hg",
-    ".svn",
-    "node_modules",
-    "__pycache__",
-    ".venv",
-    "venv",
-    ".tox",
-    ".nox",
-    ".mypy_cache",
-    ".ruff_cache",
-    ".pytest_cache",
-    "site-packages",
-    "build",
-    "dist",
-    ".idea",
-    ".vscode",
-    ".eggs",
-}
+SKIP_DIRS = set(
+    ".git .hg .svn node_modules __pycache__ .venv venv .tox .nox .mypy_cache .ruff_cache .pytest_cache "
+    "site-packages build dist .idea .vscode .eggs".split()
+)
 MAX_FILE_BYTES = 2_000_000
 ENV_EXAMPLES = (".env.example", ".env.sample", ".env.template", ".env.dist", "example.env", "env.example")
 BETTER_AUTH_JWKS = "/api/auth/jwks"
@@ -106,9 +90,7 @@ class Function:
     where: str
     module: str
     returns: str
-    is_async: bool
-    decorators: list[str]
-    features: set[str] = field(default_factory=set)  # what its body does: "jwt.decode", "cookie", "401"...
+    features: set[str] = field(default_factory=set)  # what its body does: "decodes a token", "raises 401"...
     creates_app: bool = False
 
 
@@ -127,8 +109,6 @@ class Scan:
     includes: list[dict[str, Any]] = field(default_factory=list)
     routes: list[dict[str, Any]] = field(default_factory=list)
     startup_hooks: list[str] = field(default_factory=list)
-    servers: list[dict[str, Any]] = field(default_factory=list)
-    stores: list[dict[str, Any]] = field(default_factory=list)
     classes: list[dict[str, Any]] = field(default_factory=list)  # every class: name, bases, where
     db_created: list[dict[str, Any]] = field(default_factory=list)
     db_models: Counter[str] = field(default_factory=Counter)
@@ -239,15 +219,7 @@ class ModuleVisitor(ast.NodeVisitor):
                     self.scan.env_reads.setdefault((prefix + name).upper(), []).append(self.at(statement))
 
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
-        decorators = [_unparse(d) for d in node.decorator_list]
-        function = Function(
-            node.name,
-            self.at(node),
-            self.module,
-            _unparse(node.returns),
-            isinstance(node, ast.AsyncFunctionDef),
-            decorators,
-        )
+        function = Function(node.name, self.at(node), self.module, _unparse(node.returns))
         self.scan.functions.append(function)
         for decorator in node.decorator_list:
             self.route_decorator(decorator, node)
@@ -860,6 +832,8 @@ def advice(report: dict[str, Any]) -> list[str]:
             "JWT_ISSUER to its baseURL; the user id is `sub`; its session cookie is not a JWT "
             "(references/production.md#better-auth)."
         )
+    elif "jwks" in auth["patterns"] and auth["jwks"]:
+        lines.append(f"Tokens are checked against a JWKS ({auth['jwks'][0]}): Level 3's JWT_JWKS_URL takes that URL.")
     elif "session-cookie" in auth["patterns"] and not auth["dependencies"]:
         names = ", ".join(n for n in auth["cookies"] if n != "?") or "a session"
         lines.append(f"Users log in with a session cookie ({names}): resolve the user from it in one dependency.")
@@ -876,7 +850,13 @@ def advice(report: dict[str, Any]) -> list[str]:
         if handle["stack"] == "asyncpg":
             tip = "pass it to Level 3's PostgresStore; don't open a second pool"
         elif handle["stack"] == "sqlalchemy-async":
-            tip = "build the ChatKit store on this AsyncEngine (asyncpg driver); don't create a second engine"
+            tip = "build the ChatKit store on this AsyncEngine; don't create a second engine"
+            others = [u for u in db["url_schemes"] if not u.endswith("+asyncpg")]
+            if others:
+                tip += f" (its URLs use {', '.join(others)}; a PostgreSQL store wants postgresql+asyncpg://)"
+        elif handle["kind"] in ("async pool", "async connection"):
+            tip = "the Level 3 store speaks asyncpg: open an asyncpg pool on the same database, or port its SQL"
+            tip += " (references/store-implementations.md)"
         else:
             lines.append(
                 f"The app's {handle['stack']} {handle['kind']} {name} ({handle['where']}) is synchronous: the ChatKit "
@@ -887,7 +867,7 @@ def advice(report: dict[str, Any]) -> list[str]:
     if db["stack"] == ["none"]:
         lines.append("No database: Level 2 keeps threads in memory; Level 3 needs PostgreSQL (DATABASE_URL).")
     env_names = set(report["env"]["read_in_code"]) | {n for names in report["env"]["files"].values() for n in names}
-    db_names = sorted(n for n in env_names if DB_URL_NAME.search(n) and "URL" in n or n.endswith("DSN"))
+    db_names = sorted(n for n in env_names if (DB_URL_NAME.search(n) and "URL" in n) or n.endswith("DSN"))
     if db_names and "DATABASE_URL" not in db_names:
         lines.append(f"The database URL is in {', '.join(db_names)}: read that, not a new DATABASE_URL.")
     lines += [f"Versions: {w}." for w in report["versions"]["warnings"]]

@@ -195,3 +195,45 @@ def test_the_repositorys_own_examples() -> None:
 def test_the_fallback_versions_are_the_readmes(package: str) -> None:
     """The versions the script uses when copied without README.md are the ones README.md lists."""
     assert verified_versions()[package] == VERIFIED_FALLBACK[package]
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def test_psycopg_pool_app_factory_installed_versions_and_unparsable_files(tmp_path: Path) -> None:
+    """The cases without a fixture project: a psycopg pool, a factory-only app, a .venv, broken and test files."""
+    project = write(
+        tmp_path,
+        {
+            "service/__init__.py": "",
+            "service/web.py": (
+                "from fastapi import FastAPI\n"
+                "from psycopg_pool import AsyncConnectionPool\n\n"
+                "def create_app() -> FastAPI:\n"
+                "    app = FastAPI()\n"
+                "    app.state.db = AsyncConnectionPool('postgresql://localhost/app', open=False)\n"
+                "    return app\n"
+            ),
+            "service/broken.py": "def half(:\n",
+            "tests/conftest.py": "from fastapi import FastAPI\n\napp = FastAPI()\n",
+            ".venv/pyvenv.cfg": "home = /usr/bin\n",
+            ".venv/lib/python3.11/site-packages/openai_chatkit-1.6.5.dist-info/METADATA": "",
+            ".venv/lib/python3.11/site-packages/openai_agents-0.19.0.dist-info/METADATA": "",
+            ".venv/lib/python3.11/site-packages/fastapi/app.py": "from fastapi import FastAPI\n\napp = FastAPI()\n",
+        },
+    )
+    report = detect(project)
+    [app] = report["fastapi"]["apps"]  # the test app and the .venv's code are not the project's
+    assert app["uvicorn"] == "service.web:create_app --factory"
+    assert report["test_files_skipped"] == 1
+    assert report["unparsed"] == ["service/broken.py (SyntaxError)"]
+    [pool] = report["database"]["created"]
+    assert (pool["stack"], pool["kind"], pool["target"]) == ("psycopg", "async pool", "app.state.db")
+    assert advice_about(report, "app.state.db", "the Level 3 store speaks asyncpg")
+    assert report["versions"]["warnings"] == [
+        "openai-agents 0.19.0 in .venv/lib/python3.11/site-packages: the skill is verified with 0.24.0; pin ==0.24.0"
+    ]
