@@ -64,6 +64,7 @@ DB_CALLS = {
     "sqlmodel.create_engine": ("sqlmodel", "Engine (sync)"),
     "databases.Database": ("databases", "Database"),
 }
+DB_CALL_NAMES = {name.split(".")[-1] for name in DB_CALLS}
 AUTH_SCHEMES = {"OAuth2PasswordBearer", "OAuth2AuthorizationCodeBearer", "HTTPBearer", "APIKeyCookie", "APIKeyHeader"}
 ROUTE_METHODS = {"get", "post", "put", "patch", "delete", "api_route", "websocket"}
 
@@ -241,7 +242,14 @@ class ModuleVisitor(ast.NodeVisitor):
         if method in ROUTE_METHODS and (path := _string(_arg(decorator, 0, "path"))) is not None:
             owner = _unparse(decorator.func.value)
             self.scan.routes.append(
-                {"method": method.upper(), "path": path, "function": node.name, "on": owner, "where": self.at(node)}
+                {
+                    "method": method.upper(),
+                    "path": path,
+                    "function": node.name,
+                    "on": owner,
+                    "module": self.module,
+                    "where": self.at(node),
+                }
             )
 
     # Assignments: who gets the app, the router, the pool ---------------------------------------
@@ -306,7 +314,7 @@ class ModuleVisitor(ast.NodeVisitor):
         last = name.split(".")[-1]
         where = self.at(node)
         function = self.stack[-1].name if self.stack else None
-        if name in DB_CALLS or (last in {k.split(".")[-1] for k in DB_CALLS} and self.db_alias(name)):
+        if name in DB_CALLS or (last in DB_CALL_NAMES and self.db_alias(name)):
             stack, kind = DB_CALLS.get(name) or DB_CALLS[self.db_alias(name)]
             url = _string(_arg(node, 0, "url")) or _string(_arg(node, 0, "dsn"))
             self.scan.db_created.append(
@@ -330,7 +338,7 @@ class ModuleVisitor(ast.NodeVisitor):
         elif last == "add_api_route" and (path := _string(_arg(node, 0, "path"))) is not None:
             endpoint = _unparse(_arg(node, 1, "endpoint"))
             route = {"method": "API_ROUTE", "path": path, "function": endpoint, "on": ""}
-            self.scan.routes.append({**route, "where": where})
+            self.scan.routes.append({**route, "module": self.module, "where": where})
         elif last == "add_middleware" and node.args and self.qual(node.args[0]).endswith("SessionMiddleware"):
             self.scan.session_middleware.append(where)
             self.cookie(_string(_kwarg(node, "session_cookie")) or "session", where)
@@ -353,6 +361,8 @@ class ModuleVisitor(ast.NodeVisitor):
             self.feature("decodes a token")
             if name == "jwt.decode" and _kwarg(node, "audience") is not None:
                 self.feature("checks audience")
+        if last == "process" and any(q.startswith("chatkit.") for q in self.names.values()):
+            self.feature("calls process()")  # most likely ChatKitServer.process: an endpoint under another path
         if last == "HTTPException" and "401" in _unparse(_arg(node, 0, "status_code")).replace("HTTP_401", "401"):
             self.feature("raises 401")
         self.generic_visit(node)
@@ -369,14 +379,14 @@ class ModuleVisitor(ast.NodeVisitor):
         self.feature("reads a cookie")
 
     def visit_Subscript(self, node: ast.Subscript) -> None:
-        if _unparse(node.value).endswith("cookies") and (name := _string(node.slice)):
+        if isinstance(node.value, ast.Attribute) and node.value.attr == "cookies" and (name := _string(node.slice)):
             self.cookie(name, self.at(node))
-        if _unparse(node.value) in ("os.environ", "environ") and (variable := _string(node.slice)):
+        if self.qual(node.value) == "os.environ" and (variable := _string(node.slice)):
             self.scan.env_reads.setdefault(variable, []).append(self.at(node))
         self.generic_visit(node)
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
-        if node.attr == "session" and _unparse(node.value) in ("request", "req"):
+        if node.attr == "session" and isinstance(node.value, ast.Name) and node.value.id in ("request", "req"):
             self.feature("reads request.session")
         self.generic_visit(node)
 
@@ -678,7 +688,20 @@ def fastapi_section(scan: Scan) -> dict[str, Any]:
 def chatkit_section(scan: Scan) -> dict[str, Any]:
     servers = _subclasses(scan, "ChatKitServer")
     stores = _subclasses(scan, "Store") + _subclasses(scan, "AttachmentStore")
-    routes = [r for r in scan.routes if "chatkit" in r["path"].lower()]
+    endpoints = {(f.module, f.name) for f in scan.functions if "calls process()" in f.features}
+    routes = [r for r in scan.routes if "chatkit" in r["path"].lower() or (r["module"], r["function"]) in endpoints]
+    routes += [
+        {
+            "method": "INCLUDE",
+            "path": i["prefix"],
+            "function": i["router"],
+            "on": i["on"],
+            "module": i["module"],
+            "where": i["where"],
+        }
+        for i in scan.includes
+        if "chatkit" in i["prefix"].lower()
+    ]
     return {"servers": servers, "stores": stores, "routes": routes, "imports_chatkit": scan.imports["chatkit"] > 0}
 
 

@@ -237,3 +237,29 @@ def test_psycopg_pool_app_factory_installed_versions_and_unparsable_files(tmp_pa
     assert report["versions"]["warnings"] == [
         "openai-agents 0.19.0 in .venv/lib/python3.11/site-packages: the skill is verified with 0.24.0; pin ==0.24.0"
     ]
+
+
+def test_a_chatkit_endpoint_under_another_path_or_a_prefix_is_found(tmp_path: Path) -> None:
+    project = write(
+        tmp_path,
+        {
+            "api.py": (
+                "from chatkit.server import StreamingResult\n"
+                "from fastapi import APIRouter, FastAPI, Request\n\n"
+                "from assistant import server\n\n"
+                "router = APIRouter()\n\n\n"
+                "@router.post('/api/assistant')\n"
+                "async def assistant(request: Request):\n"
+                "    result = await server.process(await request.body(), {})\n"
+                "    return isinstance(result, StreamingResult)\n\n\n"
+                "app = FastAPI()\n"
+                "app.include_router(router)\n"
+                "app.include_router(router, prefix='/chatkit')\n"
+            ),
+        },
+    )
+    routes = detect(project)["chatkit"]["routes"]
+    assert [(r["method"], r["path"], r["function"]) for r in routes] == [
+        ("POST", "/api/assistant", "assistant"),
+        ("INCLUDE", "/chatkit", "router"),
+    ]
