@@ -224,10 +224,17 @@ class ModuleVisitor(ast.NodeVisitor):
         self.scan.functions.append(function)
         for decorator in node.decorator_list:
             self.route_decorator(decorator, node)
-        for argument in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]:
+        self.stack.append(function)
+        positional = [*node.args.posonlyargs, *node.args.args]
+        defaults = [None] * (len(positional) - len(node.args.defaults)) + list(node.args.defaults)
+        keyword_only = zip(node.args.kwonlyargs, node.args.kw_defaults, strict=True)
+        for argument, default in [*zip(positional, defaults, strict=True), *keyword_only]:
             if isinstance(argument.annotation, ast.Name):
                 self.scan.annotations[argument.annotation.id] += 1
-        self.stack.append(function)
+            for part in [default, *ast.walk(argument.annotation or ast.Pass())]:
+                # `session: str = Cookie()` or Annotated[str, Cookie()]: the parameter names the cookie
+                if isinstance(part, ast.Call) and self.qual(part.func).split(".")[-1] == "Cookie":
+                    self.cookie(_string(_kwarg(part, "alias")) or argument.arg, self.at(argument))
         self.generic_visit(node)
         self.stack.pop()
 
@@ -300,7 +307,7 @@ class ModuleVisitor(ast.NodeVisitor):
             self.scan.app_calls.append(
                 {"name": target, "callee": name, "module": self.module, "app_dir": self.app_dir, "where": self.at(node)}
             )
-        if last == "current_user" and "fastapi_users" in self.scan.imports:
+        if last == "current_user" and any(q.startswith("fastapi_users") for q in self.names.values()):
             self.scan.fastapi_users_deps.append({"name": target, "module": self.module, "where": self.at(node)})
 
     def visit_withitem(self, node: ast.withitem) -> None:
@@ -349,15 +356,12 @@ class ModuleVisitor(ast.NodeVisitor):
         elif last in ("PyJWKClient", "JsonWebKey", "KeySet", "PyJWKSet"):
             self.scan.jwks_urls.append(_unparse(_arg(node, 0, "uri")) + f" ({where})")
             self.feature("jwks")
-        elif last == "Cookie":
-            self.cookie(_string(_kwarg(node, "alias")) or self.target, where)
         elif last in ("getenv", "get") and name.endswith(("os.getenv", "os.environ.get", "environ.get", "getenv")):
             if variable := _string(_arg(node, 0, "key")):
                 self.scan.env_reads.setdefault(variable, []).append(where)
         elif name.endswith("cookies.get") or last == "set_cookie":
             self.cookie(_string(_arg(node, 0, "key")), where)
-        if name in ("jwt.decode", "jose.jwt.decode", "jwt.get_unverified_header", "jose.jwt.get_unverified_header"):
-            self.feature("jose" if name.startswith("jose") else "pyjwt")
+        if name.endswith(("jwt.decode", "jwt.get_unverified_header")):  # pyjwt, python-jose, authlib
             self.feature("decodes a token")
             if name == "jwt.decode" and _kwarg(node, "audience") is not None:
                 self.feature("checks audience")
@@ -777,7 +781,7 @@ def auth_section(scan: Scan, versions: dict[str, Any]) -> dict[str, Any]:
     if dependencies:
         patterns.append("user-dependency")
     features = set().union(*(f.features for f in scan.functions)) if scan.functions else set()
-    if scan.imports["jwt"] or "pyjwt" in features or "pyjwt" in versions:
+    if scan.imports["jwt"] or "pyjwt" in versions:
         patterns.append("pyjwt")
     if scan.imports["jose"] or "python-jose" in versions:
         patterns.append("python-jose")

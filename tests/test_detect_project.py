@@ -263,3 +263,31 @@ def test_a_chatkit_endpoint_under_another_path_or_a_prefix_is_found(tmp_path: Pa
         ("POST", "/api/assistant", "assistant"),
         ("INCLUDE", "/chatkit", "router"),
     ]
+
+
+def test_a_cookie_parameter_names_the_cookie(tmp_path: Path) -> None:
+    project = write(
+        tmp_path,
+        {
+            "web.py": (
+                "from typing import Annotated\n\n"
+                "from fastapi import Cookie, Depends, FastAPI, HTTPException\n\n"
+                "app = FastAPI()\n\n\n"
+                "async def current_account(sid: Annotated[str | None, Cookie(alias='__Host-sid')] = None) -> str:\n"
+                "    if sid is None:\n"
+                "        raise HTTPException(401)\n"
+                "    return sid\n\n\n"
+                "async def theme(theme: str = Cookie('light')) -> str:\n"
+                "    return theme\n\n\n"
+                "@app.get('/me')\n"
+                "async def me(account: str = Depends(current_account)) -> str:\n"
+                "    return account\n"
+            ),
+        },
+    )
+    auth = detect(project)["auth"]
+    assert set(auth["cookies"]) == {"__Host-sid", "theme"}
+    assert [(d["name"], d["does"]) for d in auth["dependencies"]] == [
+        ("current_account", ["raises 401", "reads a cookie"])
+    ]
+    assert auth["patterns"] == ["user-dependency", "session-cookie"]
