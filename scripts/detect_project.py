@@ -14,7 +14,9 @@ It reads the code with `ast` and the config files as text, and reports:
     .venv), with a warning when openai-chatkit or openai-agents differ from the verified ones;
   - advice: which dependency, pool or engine to reuse, and where to include the ChatKit router.
 
-Standard library only. Exit status: 0 after a scan, 2 when PATH is not a directory.
+The JSON's keys: fastapi, chatkit, database, auth, env, versions, advice (plus root, python_files,
+test_files_skipped: tests are not scanned, and unparsed). Standard library only. Exit status: 0
+after a scan, 2 when PATH is not a directory.
 """
 
 from __future__ import annotations
@@ -834,7 +836,7 @@ def advice(report: dict[str, Any]) -> list[str]:
         place = f"next to its include_router calls ({included[0]['where']})" if included else f"({app['where']})"
         made = f" (made by {app['factory']}())" if app["factory"] else ""
         lines.append(
-            f"Include the ChatKit router in app {app['name']}{made} in {app['module']} {place}; "
+            f"Include the ChatKit router in `{app['name']}`{made} in {app['module']} {place}; "
             f"run it as `uvicorn {app['uvicorn']}` in {app['run_from'].rstrip('/')}/."
         )
         if len(fastapi["apps"]) > 1:
@@ -914,7 +916,11 @@ def summary(report: dict[str, Any]) -> str:
     fastapi, chatkit, db, auth = report["fastapi"], report["chatkit"], report["database"], report["auth"]
     row("App", [f"{a['name']} ({a['where']}): uvicorn {a['uvicorn']} (from {a['run_from']})" for a in fastapi["apps"]])
     row("Lifespan", [f"{x['name']} of {x['of']} ({x['where'] or '?'})" for x in fastapi["lifespans"]])
-    row("Routers", [f"{r['name']} prefix={r['prefix'] or '-'} ({r['where']})" for r in fastapi["routers"]])
+    included = [
+        f"{i['on']}.include_router({i['router']}) at {i['prefix'] or '/'} ({i['where']})"
+        for i in fastapi["include_router"]
+    ]
+    row("Routers", included or [f"{r['name']} in {r['module']} ({r['where']})" for r in fastapi["routers"]])
     row(
         "ChatKit",
         [f"server {s['name']} ({s['where']})" for s in chatkit["servers"]]
