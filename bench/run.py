@@ -397,13 +397,14 @@ async def fill_thread(dsn: str, thread_id: str, items: int) -> None:
 
 # --------------------------------------------------------------------------------------------- main
 README_MARK = "<!-- results -->"
+SECTIONS = ["cpu", "concurrency", "capacity", "database", "stores"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes; print, don't write bench/README.md")
     parser.add_argument("--examples", type=Path, default=ROOT / "examples", help="the examples folder to measure")
-    parser.add_argument("--only", nargs="*", default=["cpu", "concurrency", "capacity", "database", "stores"])
+    parser.add_argument("--only", nargs="*", default=SECTIONS, help="some sections only (prints, writes nothing)")
     args = parser.parse_args(argv)
     examples = args.examples.resolve()
     sys.path.insert(0, str(examples))
@@ -429,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = asyncio.run(run())
     table = ["| Measure | Compared with | Result |", "|---|---|---|", *(f"| {a} | {b} | {c} |" for a, b, c in rows)]
     print("\n".join(table))
-    if not quick and examples == (ROOT / "examples").resolve():
+    if not quick and args.only == SECTIONS and examples == (ROOT / "examples").resolve():
         readme = BENCH / "README.md"
         head = readme.read_text().partition(README_MARK)[0]
         conditions = (
