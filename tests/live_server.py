@@ -34,7 +34,7 @@ def serve_process(
             command, cwd=cwd, env={**os.environ, **(env or {})}, stdout=output, stderr=subprocess.STDOUT
         )
         try:
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 60  # a loaded machine: --workers N import the app N times at once
             while True:
                 if process.poll() is not None:
                     output.seek(0)
@@ -46,7 +46,9 @@ def serve_process(
                     break
                 except OSError:
                     if time.monotonic() > deadline:
-                        raise RuntimeError(f"uvicorn {app_path} did not listen on {port}") from None
+                        output.seek(0)
+                        log = output.read().decode(errors="replace")
+                        raise RuntimeError(f"uvicorn {app_path} did not listen on {port}:\n{log}") from None
                     time.sleep(0.05)
             yield f"http://127.0.0.1:{port}"
         finally:
