@@ -8,7 +8,7 @@ LEVEL ?= 2
 PORT ?= 8000
 PG_BIN_GLOB := /usr/lib/postgresql/*/bin/initdb
 
-.PHONY: run test lint fmt docs docs-build docs-sync bench deps postgres nginx clean
+.PHONY: run test lint fmt docs docs-build docs-sync bench scaleout deps postgres nginx clean
 
 run: deps $(if $(filter 3,$(LEVEL)),postgres) ## start example LEVEL (default 2) on localhost:$(PORT)
 	$(BIN)/python scripts/run_example.py --level $(LEVEL) --port $(PORT)
@@ -33,6 +33,9 @@ docs-sync: deps ## rewrite every Python block in SKILL.md and references/ from i
 
 bench: deps postgres
 	$(BIN)/python bench/run.py
+
+scaleout: deps postgres ## Level 3 on two instances, then on --workers 2: 200 conversations x 5 turns, read back from PostgreSQL
+	$(BIN)/python bench/scaleout.py
 
 deps: $(STAMP)
 

@@ -183,7 +183,8 @@ async def verify(dsn: str, conversations: list[Conversation], turns: int, second
         lost += sum(1 for item in expected if item not in counts)
         duplicates += sum(count - 1 for count in counts.values() if count > 1)
         duplicates += sum(1 for item in found if item not in expected)  # nothing foreign either
-        if [item for item in found if item in expected] != [item for item in expected if item in counts]:
+        seen_once = list(dict.fromkeys(item for item in found if item in expected))  # copies counted above
+        if seen_once != [item for item in expected if item in counts]:
             out_of_order += 1
     statuses = [status for conversation in conversations for status in conversation.statuses]
     return Report(

@@ -25,10 +25,9 @@ from chatkit_protocol import CHATKIT, add_message, assistant_texts, create_threa
 from level3.app import create_app
 from level3.context import RequestContext
 from level3.store import PostgresStore, create_pool
-from live_server import serve_process
 from local_postgres import restartable_cluster
 from scripted_model_server import ScriptedModel, function_call_output, text_output
-from test_level3 import SECRET, auth, running, settings_for
+from test_level3 import auth, running, settings_for
 
 BOUND = 15.0
 T = TypeVar("T")
@@ -55,38 +54,37 @@ def assert_unavailable(response: httpx.Response) -> None:
 
 
 async def test_client_disconnect_keeps_the_partial_answer_and_the_next_turn_works(
-    pg_dsn: str, model: ScriptedModel
+    level3_instances: tuple[list[str], str], model: ScriptedModel
 ) -> None:
     """A client that disconnects mid-answer (ChatKit's stop button) leaves the partial answer stored,
     plus the SDK's hidden note that the user stopped it; the next turn sends that note to the model."""
     model.script([text_output("Partial answer that the user stops halfway")])
     gate = model.hold_next(after_events=6)  # created, in_progress, item added, part added, 2 deltas
-    env = {"DATABASE_URL": pg_dsn, "JWT_SECRET": SECRET}
-    with serve_process("level3.app:app", env=env) as base_url:
-        async with httpx.AsyncClient(base_url=base_url, timeout=30, headers=auth()) as http:
-            async with http.stream("POST", CHATKIT, json=create_thread("tell me a story")) as response:
-                seen = []
-                async for line in response.aiter_lines():
-                    if line.startswith("data: "):
-                        seen.append(json.loads(line[len("data: ") :]))
-                        if seen[-1]["type"] == "thread.item.updated" and seen[-1]["update"].get("delta") == " answer":
-                            break  # leaving the block closes the connection: the stop button
-            thread_id = seen[0]["thread"]["id"]
-            gate.set()
-            pool = await create_pool(pg_dsn)
-            try:
-                store, context = PostgresStore(pool), RequestContext("alice", "acme")
-                for _ in range(100):  # the server notices the disconnect on its own schedule
-                    stored = (await store.load_thread_items(thread_id, None, 20, "asc", context)).data
-                    if any(item.type == "sdk_hidden_context" for item in stored):
-                        break
-                    await asyncio.sleep(0.05)
-            finally:
-                await pool.close()
-            assert [item.type for item in stored] == ["user_message", "assistant_message", "sdk_hidden_context"]
-            assert stored[1].content[0].text == "Partial answer"  # type: ignore[union-attr]
+    (base_url, _), pg_dsn = level3_instances
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, headers=auth()) as http:
+        async with http.stream("POST", CHATKIT, json=create_thread("tell me a story")) as response:
+            seen = []
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    seen.append(json.loads(line[len("data: ") :]))
+                    if seen[-1]["type"] == "thread.item.updated" and seen[-1]["update"].get("delta") == " answer":
+                        break  # leaving the block closes the connection: the stop button
+        thread_id = seen[0]["thread"]["id"]
+        gate.set()
+        pool = await create_pool(pg_dsn)
+        try:
+            store, context = PostgresStore(pool), RequestContext("alice", "acme")
+            for _ in range(100):  # the server notices the disconnect on its own schedule
+                stored = (await store.load_thread_items(thread_id, None, 20, "asc", context)).data
+                if any(item.type == "sdk_hidden_context" for item in stored):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await pool.close()
+        assert [item.type for item in stored] == ["user_message", "assistant_message", "sdk_hidden_context"]
+        assert stored[1].content[0].text == "Partial answer"  # type: ignore[union-attr]
 
-            events = await stream(http, add_message(thread_id, "go on"))
+        events = await stream(http, add_message(thread_id, "go on"))
     assert assistant_texts(events) == ["You said: go on"]
     sent = json.dumps(model.requests[-1]["input"])
     assert "Partial answer" in sent and "The user cancelled the stream" in sent
@@ -146,13 +144,15 @@ async def test_a_model_failure_is_an_error_event_and_the_thread_stays_usable(
 ) -> None:
     async with running(create_app(settings_for(pg_dsn, model_timeout=1.0))) as client:
         thread_id, _ = await new_thread(client, "first")
-        held = fault(model)
+        held, asked = fault(model), len(model.requests)
         try:
             events = await bounded(stream(client, add_message(thread_id, "second")))
         finally:
             if held is not None:
                 held.set()  # the app gave up on the silent answer; let the model server finish it
         assert events[-1] == {"type": "error", "code": "stream.error", "allow_retry": True}
+        if fault is fail_three_times:
+            assert len(model.requests) == asked + 3  # the request and the openai client's two retries
         assert assistant_texts(events) == []
         # The failed turn stored only the user's message: no half answer the client never saw finish.
         assert await stored_types(client, thread_id) == ["user_message", "assistant_message", "user_message"]

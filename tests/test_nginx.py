@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,10 +25,9 @@ from typing import Any
 import httpx
 import pytest
 from chatkit_protocol import CHATKIT, assistant_texts, create_thread, stream_past_a_gate
-from live_server import free_port, serve_process
-from local_postgres import fresh_database
+from live_server import free_port
 from scripted_model_server import ScriptedModel
-from test_level3 import SECRET, auth
+from test_level3 import auth
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTED_UPSTREAM = "proxy_pass http://127.0.0.1:8000;"
@@ -103,12 +102,9 @@ http {{
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-async def level3_url(database_url: str) -> AsyncIterator[str]:
-    """One Level 3 under uvicorn for the module: each test puts its own nginx in front of it."""
-    async with fresh_database(database_url) as dsn:
-        with serve_process("level3.app:app", env={"DATABASE_URL": dsn, "JWT_SECRET": SECRET}) as url:
-            yield url
+@pytest.fixture
+def level3_url(level3_instances: tuple[list[str], str]) -> str:
+    return level3_instances[0][0]
 
 
 async def test_the_documented_block_streams_incrementally(level3_url: str, model: ScriptedModel) -> None:
