@@ -38,7 +38,7 @@ def end_the_turn(ctx: RunContextWrapper[object], error: Exception) -> str:
     """A tool that raises ends the turn with a message the user can act on; the log keeps the trace.
 
     The Agents SDK's default instead tells the model "An error occurred while running the tool" and lets
-    it go on, and a model without the facts it asked for tends to answer anyway, from memory.
+    it go on: a model that did not get the facts it asked for may answer anyway, from memory.
     """
     logger.error("tool %s failed", getattr(ctx, "tool_name", "?"), exc_info=error)
     raise CustomStreamError("The weather service did not answer. Please try again.", allow_retry=True) from error
