@@ -5,8 +5,8 @@ holds afterwards, and that the next request works without restarting anything.
 
 Bounds: every request under a fault must answer within BOUND seconds. The app's own limits in these
 tests are 1-2 s (`database_timeout`, `model_timeout`); BOUND is generous so a loaded machine can't fail
-it, and an unbounded wait (the defaults this replaced: 600 s for a silent model, forever for a locked
-table) always would.
+it, and the waits these settings replaced always would (the openai client's 600 s for a silent model;
+asyncpg's 60 s to connect; the example's former 30 s statement timeout, which then ended in a 500).
 """
 
 from __future__ import annotations
