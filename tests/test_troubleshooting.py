@@ -4,6 +4,7 @@ code a user typically has, then shows that the fix in the examples removes it.""
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,12 +27,24 @@ from chatkit.types import (
     UserMessageItem,
     UserMessageTextContent,
 )
-from chatkit_protocol import CHATKIT, add_message, assistant_texts, call, new_thread, request, stream
+from chatkit_protocol import (
+    CHATKIT,
+    add_message,
+    assistant_texts,
+    call,
+    create_thread,
+    new_thread,
+    request,
+    stream,
+    stream_past_a_gate,
+)
 from fastapi import FastAPI, Request, Response
 from level2.app import create_app
 from level2.server import AgentServer
 from level2.store import MemoryStore
 from level3.tools import build_agent
+from live_server import serve_process
+from nginx_proxy import nginx_in_front
 from scripted_model_server import ScriptedModel, function_call_output
 
 ClientFactory = Callable[..., httpx.AsyncClient]
@@ -232,3 +245,30 @@ async def test_a_raw_chat_completions_model_breaks_turn_two(
     second = await stream(client, add_message(thread_id, "two"))
     assert {"type": "error", "code": "stream.error", "allow_retry": True} in second
     # The fix, examples/level2/chat_completions.py, is tested in test_chat_completions.py.
+
+
+# --- a buffering proxy ------------------------------------------------------------------------------
+
+
+async def _first_event_came_after(gate: threading.Event, base_url: str) -> bool:
+    """Stream a new thread through `base_url`; True if its first event arrived only after `gate` was set."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        async with http.stream("POST", CHATKIT, json=create_thread("hi")) as response:
+            assert response.status_code == 200
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    return gate.is_set()
+    raise AssertionError("no event")
+
+
+async def test_a_buffering_proxy_holds_the_stream_until_the_turn_ends(model: ScriptedModel) -> None:
+    with serve_process("level2.app:app") as upstream:
+        # The endpoint without X-Accel-Buffering: no, as nginx sees it when told to ignore the header.
+        with nginx_in_front(upstream, "proxy_ignore_headers X-Accel-Buffering;") as buffering:
+            gate = model.hold_next()
+            threading.Timer(3, gate.set).start()  # the model answers later; only then does the turn end
+            assert await _first_event_came_after(gate, buffering)
+        # The examples' endpoint sends the header: nginx passes each event on as it comes.
+        with nginx_in_front(upstream) as proxied:
+            first, rest = await stream_past_a_gate(proxied, create_thread("hi"), model.hold_next())
+    assert first["type"] == "thread.created" and assistant_texts(rest) == ["You said: hi"]
