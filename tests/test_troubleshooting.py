@@ -3,6 +3,7 @@ code a user typically has, then shows that the fix in the examples removes it.""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -42,10 +43,13 @@ from fastapi import FastAPI, Request, Response
 from level2.app import create_app
 from level2.server import AgentServer
 from level2.store import MemoryStore
+from level3.app import create_app as level3_create_app
+from level3.auth import issue_dev_token
+from level3.settings import Settings
 from level3.tools import build_agent
 from live_server import serve_process
 from nginx_proxy import nginx_in_front
-from scripted_model_server import ScriptedModel, function_call_output
+from scripted_model_server import ScriptedModel, function_call_output, text_output
 
 ClientFactory = Callable[..., httpx.AsyncClient]
 
@@ -272,3 +276,51 @@ async def test_a_buffering_proxy_holds_the_stream_until_the_turn_ends(model: Scr
         with nginx_in_front(upstream) as proxied:
             first, rest = await stream_past_a_gate(proxied, create_thread("hi"), model.hold_next())
     assert first["type"] == "thread.created" and assistant_texts(rest) == ["You said: hi"]
+
+
+# --- an action ignored while the assistant is responding --------------------------------------------
+
+
+def _sync_button(node: Any) -> dict[str, Any] | None:
+    """The first button whose action is not streamed (streaming: false): the client sends it as a sync action."""
+    if isinstance(node, dict):
+        action = node.get("onClickAction")
+        if node.get("type") == "Button" and isinstance(action, dict) and action.get("streaming") is False:
+            return action
+        node = list(node.values())
+    if isinstance(node, list):
+        return next((found for child in node if (found := _sync_button(child))), None)
+    return None
+
+
+async def test_a_sync_action_is_answered_while_a_turn_is_streaming(pg_dsn: str, model: ScriptedModel) -> None:
+    """The client holds back streamed actions during a response; a sync action is one POST, and the server
+    answers it while the same thread's turn is still streaming."""
+    secret = "troubleshooting-secret-0123456789abcdef"
+    settings = Settings(database_url=pg_dsn, jwt_secret=secret, jwks_url="", cors_origins=(), tracing=False)
+    app = level3_create_app(settings)
+    headers = {"Authorization": f"Bearer {issue_dev_token(secret)}"}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=headers) as client:
+            model.script([function_call_output("show_forecast", {"city": "Paris"})], [text_output("Here it is.")])
+            thread_id, events = await new_thread(client, "Show me Paris")
+            widget = next(
+                e["item"] for e in events if e["type"] == "thread.item.done" and e["item"]["type"] == "widget"
+            )
+
+            gate, asked = model.hold_next(), len(model.requests)
+            turn = asyncio.create_task(client.post(CHATKIT, json=add_message(thread_id, "and tomorrow?")))
+            for _ in range(200):  # until the model has the request and the turn is mid-stream
+                if len(model.requests) > asked:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(model.requests) > asked and not turn.done()
+
+            click = _sync_button(widget["widget"])
+            body = request("threads.sync_custom_action", thread_id=thread_id, item_id=widget["id"], action=click)
+            answered = await client.post(CHATKIT, json=body)
+            assert answered.status_code == 200 and "°F" in answered.text
+            assert not turn.done()  # answered while the turn still streams
+            gate.set()
+            assert (await turn).status_code == 200
