@@ -40,9 +40,11 @@ class Site:
     other_site: str  # http://127.0.0.1:P, in CORS_ORIGINS
     unlisted: str  # http://localhost:Q, the same site as the API but not in CORS_ORIGINS
 
-    def recorded(self) -> list[tuple[str, str, int]]:
+    async def recorded(self) -> list[tuple[str, str, int]]:
         """(method, origin, status) of every request the API got, preflights included."""
-        return [tuple(entry) for entry in httpx.get(f"{self.api}/recorded").json()]  # type: ignore[misc]
+        async with httpx.AsyncClient() as http:
+            response = await http.get(f"{self.api}/recorded")
+        return [tuple(entry) for entry in response.json()]  # type: ignore[misc]
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +107,7 @@ async def test_cors_preflight_passes_for_the_allowed_origin_only(
     site: Site,
     model: ScriptedModel,
 ) -> None:
-    before = len(site.recorded())
+    before = len(await site.recorded())
     async with client_page(browser, site.allowed) as page:
         await send(page, site.api, "hello from the allowed page", token=token())
         await expect(page.locator("#status")).to_have_text("done")
@@ -113,7 +115,7 @@ async def test_cors_preflight_passes_for_the_allowed_origin_only(
     async with client_page(browser, site.unlisted) as page:
         await send(page, site.api, "hello from elsewhere", token=token())
         await expect(page.locator("#status")).to_have_text("network error: TypeError")
-    assert site.recorded()[before:] == [
+    assert (await site.recorded())[before:] == [
         ("OPTIONS", site.allowed, 200),
         ("POST", site.allowed, 200),
         ("OPTIONS", site.unlisted, 400),  # refused: the browser never sends the POST
@@ -180,9 +182,9 @@ async def test_the_origin_check_refuses_a_foreign_page(
 ) -> None:
     foreign = site.unlisted
     async with client_page(browser, foreign, login_url(site, "lax", foreign)) as page:
-        before = len(site.recorded())
+        before = len(await site.recorded())
         await page.evaluate("([api, text]) => forgeFromHere(api, text)", [site.api, "transfer everything"])
-    assert site.recorded()[before:] == [("POST", foreign, 403)]
+    assert (await site.recorded())[before:] == [("POST", foreign, 403)]
     assert model.requests == []
 
 
