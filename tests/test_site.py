@@ -81,14 +81,15 @@ def test_every_internal_link_and_anchor_resolves(site_dir: Path) -> None:
 
 
 def test_every_example_file_is_on_the_site(site_dir: Path) -> None:
-    """Each non-empty file under examples/ is included (not copied) by a page in docs/code/, and is on it."""
+    """Each non-empty file of examples/ and scripts/ is included (not copied) by a page in docs/code/, whole."""
     included = {}
     for page in (ROOT / "docs" / "code").glob("*.md"):
         for path in re.findall(r'^\s*--8<-- "([^"]+)"', page.read_text(), re.MULTILINE):
             included[path] = site_dir / "code" / page.stem / "index.html"
+    files = [*(ROOT / "examples").rglob("*"), *(ROOT / "scripts").glob("*.py")]
     examples = [
         p.relative_to(ROOT).as_posix()
-        for p in (ROOT / "examples").rglob("*")
+        for p in files
         if p.is_file() and "__pycache__" not in p.parts and p.read_text().strip()
     ]
     assert sorted(set(examples) - set(included)) == []
