@@ -1,9 +1,9 @@
 """Level 3 behind a real nginx (the Debian package; `make test` installs it), configured with the
 `location` block that references/production.md recommends, copied from the doc at test time.
 
-Each nginx is a throwaway: its own config, pid file, logs and temp directories in a temp dir, on a free
-loopback port, stopped at the end. The http block around the location turns gzip on for
-text/event-stream, the setting that makes buffering worst: the documented block must undo it.
+Each nginx is a throwaway (tests/nginx_proxy.py): its own config, pid file, logs and temp directories
+in a temp dir, on a free loopback port, stopped at the end. The http block around the location turns
+gzip on for text/event-stream, the setting that makes buffering worst: the documented block must undo it.
 """
 
 from __future__ import annotations
@@ -11,12 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from chatkit_protocol import CHATKIT, assistant_texts, create_thread, stream_past_a_gate
-from live_server import free_port
+from nginx_proxy import nginx_in_front
 from scripted_model_server import ScriptedModel
 from test_level3 import auth
 
@@ -45,61 +40,11 @@ def documented_location() -> str:
     return block
 
 
-def nginx_binary() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-    if found is None:
-        pytest.fail("nginx is not installed: run `make test` (it installs it) or `apt-get install nginx`", False)
-    return found
-
-
 @contextmanager
 def nginx(location: str, upstream: str) -> Iterator[str]:
-    """Run nginx in front of `upstream` with this location block; yield its base URL."""
-    base = Path(tempfile.mkdtemp(prefix="chatkit-nginx-"))
-    port = free_port()
-    temp_paths = "\n".join(
-        f"    {kind}_temp_path {base}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    location = location.replace(DOCUMENTED_UPSTREAM, f"proxy_pass {upstream};")
-    (base / "nginx.conf").write_text(
-        f"""
-worker_processes 1;
-pid {base}/nginx.pid;
-error_log {base}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-{temp_paths}
-    gzip on;
-    gzip_types text/event-stream application/json;
-    server {{
-        listen 127.0.0.1:{port};
-{location}
-    }}
-}}
-"""
-    )
-    command = [nginx_binary(), "-p", str(base), "-c", str(base / "nginx.conf"), "-e", str(base / "error.log")]
-    process = subprocess.Popen([*command, "-g", "daemon off;"], stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"nginx exited: {process.stderr.read().decode() if process.stderr else ''}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"nginx did not listen on {port}") from None
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        if process.stderr:
-            process.stderr.close()
-        shutil.rmtree(base, ignore_errors=True)
+    """nginx (tests/nginx_proxy.py) in front of `upstream` with this location block; yield its base URL."""
+    with nginx_in_front(upstream, location=location.replace(DOCUMENTED_UPSTREAM, f"proxy_pass {upstream};")) as url:
+        yield url
 
 
 @pytest.fixture
