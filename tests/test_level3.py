@@ -156,6 +156,18 @@ async def test_a_404_logs_no_traceback(client: httpx.AsyncClient, caplog: pytest
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
+async def test_a_409_for_a_tool_output_nobody_asked_for_logs_no_traceback(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    thread_id, _ = await new_thread(client, "hi")
+    with caplog.at_level(logging.INFO):
+        response = await client.post(
+            CHATKIT, json=request("threads.add_client_tool_output", thread_id=thread_id, result={"city": "Oslo"})
+        )
+    assert response.status_code == 409
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
 # --- tools and widgets ------------------------------------------------------------------------------
 
 
