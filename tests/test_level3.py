@@ -258,6 +258,26 @@ async def test_action_with_a_bad_payload_is_an_error_event(client: httpx.AsyncCl
     assert events[-1] == error
 
 
+async def test_a_second_click_on_subscribe_changes_nothing(client: httpx.AsyncClient, model: ScriptedModel) -> None:
+    thread_id, widget = await _thread_with_widget(client, model)
+    click = _button(widget["widget"], "Daily forecast")["onClickAction"]
+    body = request("threads.custom_action", thread_id=thread_id, item_id=widget["id"], action=click)
+    await stream(client, body)
+    again = await stream(client, body)  # a double click, or a click on a stale render of the card
+    assert assistant_texts(again) == ["The daily forecast for Paris is already on."]
+    assert "thread.item.replaced" not in [e["type"] for e in again]
+
+
+async def test_a_payload_for_another_record_is_refused(client: httpx.AsyncClient, model: ScriptedModel) -> None:
+    thread_id, widget = await _thread_with_widget(client, model)  # a Paris card
+    action = {"type": "forecast.subscribe", "payload": {"city": "Oslo", "units": "C"}}
+    events = await stream(
+        client, request("threads.custom_action", thread_id=thread_id, item_id=widget["id"], action=action)
+    )
+    assert events[-1]["type"] == "error" and events[-1]["message"] == "That button sent an invalid request."
+    assert "thread.item.replaced" not in [e["type"] for e in events]
+
+
 async def test_action_on_a_non_widget_item_is_400(client: httpx.AsyncClient, model: ScriptedModel) -> None:
     thread_id, events = await new_thread(client, "hi")
     message_id = events[1]["item"]["id"]
