@@ -802,6 +802,7 @@ def main(argv: list[str] | None = None) -> int:
         passed = sum(r.status == "pass" for r in results)
         skipped = sum(r.status == "skip" for r in results)
         print(f"\n{passed} passed, {len(failed)} failed, {skipped} skipped")
+    sys.stdout.flush()  # the results first, then the reasons on stderr
     for r in failed:
         print(f"FAILED {r.name}: {r.detail}", file=sys.stderr)
     return 1 if failed else 0

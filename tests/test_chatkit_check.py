@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 from asyncio.subprocess import PIPE
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -70,14 +70,6 @@ async def serving(app: FastAPI) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
-
-
-@pytest.fixture
-def paced_model(model: ScriptedModel) -> Iterator[ScriptedModel]:
-    """The offline model with 20 ms between streamed events, as a real model paces its tokens."""
-    model.delay = 0.02
-    yield model
-    model.delay = 0.0
 
 
 def failures(results: dict[str, dict[str, str]]) -> dict[str, str]:
