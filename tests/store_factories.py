@@ -11,11 +11,13 @@ for a given user. Any object with these attributes works (StoreSubject is a conv
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from chatkit.store import Store
 from level1.app import MemoryStore as Level1MemoryStore
 from level2.store import MemoryStore as Level2MemoryStore
@@ -50,6 +52,22 @@ async def level2_memory() -> StoreSubject:
 async def level3_postgres(dsn: str) -> AsyncIterator[StoreSubject]:
     """PostgresStore on the fresh, empty database `dsn`, with the schema the app creates at startup."""
     pool = await create_pool(dsn, max_size=4)
+    try:
+        await create_schema(pool)
+        yield StoreSubject(PostgresStore(pool), lambda user_id, tenant_id: RequestContext(user_id, tenant_id))
+    finally:
+        await pool.close()
+
+
+@asynccontextmanager
+async def level3_postgres_on_app_pool(dsn: str) -> AsyncIterator[StoreSubject]:
+    """PostgresStore on a pool the app made its own way: here with a jsonb codec that turns dicts into
+    JSON text and back, the most common customisation. The store must not depend on the pool's codecs."""
+
+    async def init(conn: asyncpg.Connection) -> None:
+        await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4, init=init)
     try:
         await create_schema(pool)
         yield StoreSubject(PostgresStore(pool), lambda user_id, tenant_id: RequestContext(user_id, tenant_id))

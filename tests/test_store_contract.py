@@ -74,7 +74,8 @@ ENV = "CHATKIT_STORE_FACTORY"
 PROJECT_STORES: dict[str, Callable[..., Any]] = {
     "level1-memory": store_factories.level1_memory,
     "level2-memory": store_factories.level2_memory,
-    "level3-postgres": store_factories.level3_postgres,
+    "level3-postgres": store_factories.level3_postgres,  # create_pool(): a plain pool, no codecs
+    "level3-postgres-app-pool": store_factories.level3_postgres_on_app_pool,
 }
 SUBJECTS = [*PROJECT_STORES, *(["custom"] if os.environ.get(ENV) else [])]
 

@@ -7,7 +7,6 @@ those rows simply do not exist (NotFoundError). All the SQL of the example lives
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
@@ -69,16 +68,13 @@ async def create_schema(pool: asyncpg.Pool) -> None:
 
 
 # --8<-- [start:pg-pool]
-async def _init_connection(conn: asyncpg.Connection) -> None:
-    # Without a codec asyncpg returns jsonb as str and wants str; with it, dicts go in and come out.
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
-
-
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """One pool per process, opened in the app's lifespan and closed when it ends."""
-    return await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30
-    )
+    """One pool per process, opened in the app's lifespan and closed when it ends.
+
+    The store needs nothing from the pool beyond a connection: no init hook, no codec. An app that
+    already has an asyncpg pool passes that one to PostgresStore instead.
+    """
+    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=30)
 
 
 # --8<-- [end:pg-pool]
@@ -93,24 +89,24 @@ _ATTACHMENT: TypeAdapter[Attachment] = TypeAdapter(Attachment)
 # is one range scan of its index (see SCHEMA), forwards for "asc" and backwards for "desc".
 _THREADS_PAGE = {
     "asc": """
-        SELECT data FROM chatkit_threads
+        SELECT data::text FROM chatkit_threads
         WHERE tenant_id = $1 AND user_id = $2 AND (created_at, id) > ($3, $4)
         ORDER BY created_at, id LIMIT $5
         """,
     "desc": """
-        SELECT data FROM chatkit_threads
+        SELECT data::text FROM chatkit_threads
         WHERE tenant_id = $1 AND user_id = $2 AND (created_at, id) < ($3, $4)
         ORDER BY created_at DESC, id DESC LIMIT $5
         """,
 }
 _ITEMS_PAGE = {
     "asc": """
-        SELECT data FROM chatkit_items
+        SELECT data::text FROM chatkit_items
         WHERE thread_id = $1 AND tenant_id = $2 AND user_id = $3 AND (created_at, id) > ($4, $5)
         ORDER BY created_at, id LIMIT $6
         """,
     "desc": """
-        SELECT data FROM chatkit_items
+        SELECT data::text FROM chatkit_items
         WHERE thread_id = $1 AND tenant_id = $2 AND user_id = $3 AND (created_at, id) < ($4, $5)
         ORDER BY created_at DESC, id DESC LIMIT $6
         """,
@@ -173,22 +169,22 @@ class PostgresStore(Store[RequestContext]):
 
     async def load_thread(self, thread_id: str, context: RequestContext) -> ThreadMetadata:
         data = await self.pool.fetchval(
-            "SELECT data FROM chatkit_threads WHERE id = $1 AND tenant_id = $2 AND user_id = $3",
+            "SELECT data::text FROM chatkit_threads WHERE id = $1 AND tenant_id = $2 AND user_id = $3",
             thread_id,
             context.tenant_id,
             context.user_id,
         )
         if data is None:
             raise NotFoundError(f"thread {thread_id} not found")
-        return ThreadMetadata.model_validate(data)
+        return ThreadMetadata.model_validate_json(data)
 
     async def save_thread(self, thread: ThreadMetadata, context: RequestContext) -> None:
         # The server passes a Thread (with .items) at times: store the metadata only.
-        data = thread.model_dump(mode="json", exclude={"items"})
+        data = thread.model_dump_json(exclude={"items"})
         saved = await self.pool.fetchval(
             """
             INSERT INTO chatkit_threads AS t (id, tenant_id, user_id, created_at, data)
-            VALUES ($1, $2, $3, $4, $5)
+            VALUES ($1, $2, $3, $4, $5::text::jsonb)
             ON CONFLICT (id) DO UPDATE SET created_at = EXCLUDED.created_at, data = EXCLUDED.data
                 WHERE t.tenant_id = EXCLUDED.tenant_id AND t.user_id = EXCLUDED.user_id
             RETURNING id
@@ -219,7 +215,7 @@ class PostgresStore(Store[RequestContext]):
                     raise NotFoundError(f"cursor {after} not found")
                 cursor = (row["created_at"], row["id"])
             rows = await conn.fetch(_THREADS_PAGE[order], context.tenant_id, context.user_id, *cursor, limit + 1)
-        return _page([ThreadMetadata.model_validate(r["data"]) for r in rows], limit)
+        return _page([ThreadMetadata.model_validate_json(r["data"]) for r in rows], limit)
 
     async def delete_thread(self, thread_id: str, context: RequestContext) -> None:
         # ON DELETE CASCADE removes the thread's items in the same statement.
@@ -265,7 +261,7 @@ class PostgresStore(Store[RequestContext]):
                 cursor = (row["created_at"], row["id"])
             # limit + 1 rows: the extra one only tells whether another page exists.
             rows = await conn.fetch(_ITEMS_PAGE[order], thread_id, *owner, *cursor, limit + 1)
-        return _page([_ITEM.validate_python(r["data"]) for r in rows], limit)
+        return _page([_ITEM.validate_json(r["data"]) for r in rows], limit)
 
     # --8<-- [end:pg-pagination]
     # --8<-- [start:pg-add-item]
@@ -282,7 +278,7 @@ class PostgresStore(Store[RequestContext]):
         saved = await self.pool.fetchval(
             """
             INSERT INTO chatkit_items AS i (thread_id, id, tenant_id, user_id, created_at, data)
-            SELECT t.id, $2, t.tenant_id, t.user_id, $5, $6
+            SELECT t.id, $2, t.tenant_id, t.user_id, $5, $6::text::jsonb
             FROM chatkit_threads AS t
             WHERE t.id = $1 AND t.tenant_id = $3 AND t.user_id = $4
             ON CONFLICT (thread_id, id) DO UPDATE SET created_at = EXCLUDED.created_at, data = EXCLUDED.data
@@ -293,7 +289,7 @@ class PostgresStore(Store[RequestContext]):
             context.tenant_id,
             context.user_id,
             _utc(item.created_at),
-            _ITEM.dump_python(item, mode="json"),
+            _ITEM.dump_json(item).decode(),
         )
         if saved is None:
             raise NotFoundError(f"thread {thread_id} not found")
@@ -301,7 +297,7 @@ class PostgresStore(Store[RequestContext]):
     # --8<-- [end:pg-upsert]
     async def load_item(self, thread_id: str, item_id: str, context: RequestContext) -> ThreadItem:
         data = await self.pool.fetchval(
-            "SELECT data FROM chatkit_items WHERE thread_id = $1 AND id = $2 AND tenant_id = $3 AND user_id = $4",
+            "SELECT data::text FROM chatkit_items WHERE thread_id = $1 AND id = $2 AND tenant_id = $3 AND user_id = $4",
             thread_id,
             item_id,
             context.tenant_id,
@@ -309,7 +305,7 @@ class PostgresStore(Store[RequestContext]):
         )
         if data is None:
             raise NotFoundError(f"item {item_id} not found in thread {thread_id}")
-        return _ITEM.validate_python(data)
+        return _ITEM.validate_json(data)
 
     async def delete_thread_item(self, thread_id: str, item_id: str, context: RequestContext) -> None:
         async with self.pool.acquire() as conn:
@@ -326,7 +322,7 @@ class PostgresStore(Store[RequestContext]):
         saved = await self.pool.fetchval(
             """
             INSERT INTO chatkit_attachments AS a (id, tenant_id, user_id, thread_id, data)
-            VALUES ($1, $2, $3, $4, $5)
+            VALUES ($1, $2, $3, $4, $5::text::jsonb)
             ON CONFLICT (id) DO UPDATE SET thread_id = EXCLUDED.thread_id, data = EXCLUDED.data
                 WHERE a.tenant_id = EXCLUDED.tenant_id AND a.user_id = EXCLUDED.user_id
             RETURNING id
@@ -335,21 +331,21 @@ class PostgresStore(Store[RequestContext]):
             context.tenant_id,
             context.user_id,
             attachment.thread_id,
-            _ATTACHMENT.dump_python(attachment, mode="json"),  # keeps `metadata`, unlike responses
+            _ATTACHMENT.dump_json(attachment).decode(),  # keeps `metadata`, unlike responses
         )
         if saved is None:
             raise NotFoundError(f"attachment {attachment.id} not found")
 
     async def load_attachment(self, attachment_id: str, context: RequestContext) -> Attachment:
         data = await self.pool.fetchval(
-            "SELECT data FROM chatkit_attachments WHERE id = $1 AND tenant_id = $2 AND user_id = $3",
+            "SELECT data::text FROM chatkit_attachments WHERE id = $1 AND tenant_id = $2 AND user_id = $3",
             attachment_id,
             context.tenant_id,
             context.user_id,
         )
         if data is None:
             raise NotFoundError(f"attachment {attachment_id} not found")
-        return _ATTACHMENT.validate_python(data)
+        return _ATTACHMENT.validate_json(data)
 
     async def delete_attachment(self, attachment_id: str, context: RequestContext) -> None:
         deleted = await self.pool.fetchval(
