@@ -116,6 +116,7 @@ class ScriptedModel:
         self.gate: threading.Event | None = None
         self.hold_at = 0
         self.delay = 0.0  # seconds between streamed events, on both endpoints; tests may change it
+        self.drop_at: int | None = None
 
     def script(self, *turns: list[Output]) -> None:
         """Queue whole model turns; each request to /v1/responses or /v1/chat/completions consumes one."""
@@ -135,10 +136,16 @@ class ScriptedModel:
         self.gate, self.hold_at = threading.Event(), after_events
         return self.gate
 
+    def drop_next(self, after_events: int) -> None:
+        """Cut the next streamed answer after `after_events` events: the connection closes mid-body,
+        as when the API or a proxy on the way drops it."""
+        self.drop_at = after_events
+
     def reset(self) -> None:
         self.turns.clear()
         self.requests.clear()
         self.gate = None
+        self.drop_at = None
 
     def next_turn(self, body: dict[str, Any]) -> list[Output] | int:
         self.requests.append(body)
@@ -268,13 +275,17 @@ def create_app(model: ScriptedModel | None = None, delay: float = 0.0) -> Starle
         state.delay = delay
 
     def paced(frames: list[bytes]) -> AsyncIterator[bytes]:
-        """Stream frames with state.delay between them, holding at the gate hold_next() set."""
+        """Stream frames with state.delay between them, holding where hold_next() and cutting where drop_next() said."""
         gate, hold_at, state.gate = state.gate, state.hold_at, None
+        drop_at, state.drop_at = state.drop_at, None
 
         async def sse() -> AsyncIterator[bytes]:
             for index, frame in enumerate(frames):
                 if gate is not None and index == hold_at:
                     await asyncio.to_thread(gate.wait, 30)
+                if index == drop_at:
+                    # uvicorn closes the connection without the final chunk: the client sees a cut body.
+                    raise ConnectionAbortedError("scripted drop")
                 yield frame
                 if state.delay:
                     await asyncio.sleep(state.delay)
