@@ -18,7 +18,7 @@ from chatkit.store import NotFoundError
 from chatkit.types import Page, ThreadMetadata, ThreadStreamEvent, UserMessageItem
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from level2.app import _REQUEST, describe, error_response, guarded_stream
+from level2.app import CHATKIT_REQUEST, describe, error_response, guarded_stream
 from level2.chat_completions import _plain_history
 from level2.server import AgentServer, assistant, title_from
 from level2.store import MemoryStore
@@ -117,7 +117,7 @@ def create_app(defect: str | None = None) -> FastAPI:
         body = await request.body()
         if defect != "500_on_empty_object":
             try:
-                parsed = _REQUEST.validate_json(body)
+                parsed = CHATKIT_REQUEST.validate_json(body)
             except ValidationError as exc:
                 return error_response(400, "invalid_request", describe(exc))
             if parsed.type in NOT_HERE:
