@@ -18,16 +18,27 @@ from typing import Any
 from agents import set_tracing_disabled
 from chatkit.server import StreamingResult
 from chatkit.store import NotFoundError
-from chatkit.types import ChatKitReq
+from chatkit.types import (
+    AttachmentsCreateReq,
+    AttachmentsDeleteReq,
+    ChatKitReq,
+    InputTranscribeReq,
+    ThreadsAddUserMessageReq,
+    ThreadsCreateReq,
+)
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import TypeAdapter, ValidationError
 
+from .attachments import PostgresAttachmentStore, PreviewingStore, attachment_router, public_url
 from .auth import Authenticator, AuthError, CurrentUser, auth_error_handler
+from .context import RequestContext
+from .dictation import Dictation
+from .errors import RequestError, not_enabled, request_error_handler
 from .server import ProductionServer
 from .settings import Settings
-from .store import PostgresStore, create_pool
+from .store import create_pool
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +149,27 @@ async def read_body(request: Request, limit: int) -> bytes:
 # --8<-- [end:body-limit]
 
 
+# --8<-- [start:before-processing]
+async def check_before_processing(parsed: ChatKitReq, server: ProductionServer, context: RequestContext) -> None:
+    """Refuse what the SDK would only find out mid-stream (after a 200), or would answer with a 500."""
+    match parsed:
+        case AttachmentsCreateReq() | AttachmentsDeleteReq() if server.attachments is None:
+            raise not_enabled("attachments")
+        case InputTranscribeReq() if server.dictation is None:
+            raise not_enabled("dictation requests")
+        case InputTranscribeReq():
+            server.dictation.check(parsed.params)  # bad base64 400, too long 413, wrong format 415
+        case ThreadsCreateReq() | ThreadsAddUserMessageReq():
+            # An unknown or foreign attachment: 404 now, before threads.create has made a thread.
+            for attachment_id in parsed.params.input.attachments:
+                attachment = await server.store.load_attachment(attachment_id, context)
+                if attachment.upload_descriptor is not None:
+                    raise RequestError(409, "conflict", f"attachment {attachment_id} has no bytes yet")
+
+
+# --8<-- [end:before-processing]
+
+
 # --8<-- [start:router]
 def chatkit_router(settings: Settings) -> APIRouter:
     """POST /chatkit and GET /healthz, with a lifespan that opens and closes the database pool.
@@ -157,19 +189,22 @@ def chatkit_router(settings: Settings) -> APIRouter:
             raise RuntimeError("DATABASE_URL is not set")
         pool = await create_pool(settings.database_url)
         try:
-            store = PostgresStore(pool)
+            store = PreviewingStore(pool)
             await store.create_schema()  # idempotent: safe on every start
-            app.state.pool = pool
-            app.state.chatkit = ProductionServer(store)
+            attachments = PostgresAttachmentStore.for_settings(store, settings)  # None without a URL secret
+            app.state.pool, app.state.settings, app.state.attachments = pool, settings, attachments
+            app.state.chatkit = ProductionServer(store, attachments, Dictation(settings))
             yield
         finally:
             await pool.close()
 
     router = APIRouter(lifespan=lifespan)
+    router.include_router(attachment_router())  # /attachments: upload, download, preview
 
     @router.post("/chatkit")
     async def chatkit_endpoint(request: Request, user: CurrentUser) -> Response:
-        context = replace(user, request_id=request.headers.get("x-request-id") or uuid.uuid4().hex)
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        context = replace(user, request_id=request_id, public_url=public_url(request))
         _log_fields["request_id"].set(context.request_id)
         _log_fields["user_id"].set(context.user_id)
         try:
@@ -185,6 +220,7 @@ def chatkit_router(settings: Settings) -> APIRouter:
 
         server: ProductionServer = request.app.state.chatkit
         try:
+            await check_before_processing(parsed, server, context)
             result = await server.process(body, context)
         except NotFoundError as exc:
             return error_response(404, "not_found", str(exc))
@@ -217,6 +253,7 @@ def add_chatkit(app: FastAPI, settings: Settings) -> None:
         raise ValueError("CORS_ORIGINS must list origins; '*' would let any site call the API as the user")
     app.include_router(chatkit_router(settings))
     app.add_exception_handler(AuthError, auth_error_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestError, request_error_handler)  # type: ignore[arg-type]
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -52,6 +52,15 @@ CREATE TABLE IF NOT EXISTS chatkit_attachments (
     created_at  timestamptz NOT NULL DEFAULT now(),
     data        jsonb       NOT NULL
 );
+-- Attachment bytes (attachments.py): every instance reads them, so no local folder. Deleting the
+-- metadata row deletes the bytes; the cleanup sweep scans uploads by age.
+CREATE TABLE IF NOT EXISTS chatkit_attachment_blobs (
+    id          text        PRIMARY KEY REFERENCES chatkit_attachments (id) ON DELETE CASCADE,
+    tenant_id   text        NOT NULL,
+    user_id     text        NOT NULL,
+    bytes       bytea       NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chatkit_attachments_age ON chatkit_attachments (created_at);
 """
 
 
