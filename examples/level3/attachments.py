@@ -40,7 +40,7 @@ from chatkit.types import (
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from openai.types.responses import ResponseInputContentParam
-from pydantic import TypeAdapter
+from pydantic import AnyUrl, TypeAdapter
 from starlette.datastructures import UploadFile
 
 from .auth import CurrentUser
@@ -155,7 +155,7 @@ class PostgresAttachmentStore(AttachmentStore[RequestContext]):
         """The attachment with a preview URL (images) and, while bytes are awaited, an upload URL, valid now."""
         base, update = _base_url(context), {}
         if isinstance(attachment, ImageAttachment):
-            update["preview_url"] = self.signer.url(base, "preview", attachment.id)
+            update["preview_url"] = AnyUrl(self.signer.url(base, "preview", attachment.id))
         if attachment.upload_descriptor is not None:
             url = self.signer.url(base, "upload", attachment.id)
             update["upload_descriptor"] = AttachmentUploadDescriptor(url=url, method="POST")
