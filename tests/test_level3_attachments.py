@@ -53,7 +53,9 @@ async def upload(
     return await client.post("/attachments", files={"file": (name, data, mime)}, **kwargs)
 
 
-async def uploaded(client: httpx.AsyncClient, data: bytes = PNG, mime: str = "image/png", name: str = "dot.png") -> dict:
+async def uploaded(
+    client: httpx.AsyncClient, data: bytes = PNG, mime: str = "image/png", name: str = "dot.png"
+) -> dict[str, Any]:
     response = await upload(client, data, mime, name)
     assert response.status_code == 200, response.text
     return response.json()
