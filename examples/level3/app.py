@@ -31,7 +31,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import TypeAdapter, ValidationError
 
-from .attachments import PostgresAttachmentStore, PreviewingStore, attachment_router, public_url
+from .attachments import PostgresAttachmentStore, PostgresStoreWithAttachments, attachment_router, public_url
 from .auth import Authenticator, AuthError, CurrentUser, auth_error_handler
 from .context import RequestContext
 from .dictation import Dictation
@@ -189,7 +189,7 @@ def chatkit_router(settings: Settings) -> APIRouter:
             raise RuntimeError("DATABASE_URL is not set")
         pool = await create_pool(settings.database_url)
         try:
-            store = PreviewingStore(pool)
+            store = PostgresStoreWithAttachments(pool)
             await store.create_schema()  # idempotent: safe on every start
             attachments = PostgresAttachmentStore.for_settings(store, settings)  # None without a URL secret
             app.state.pool, app.state.settings, app.state.attachments = pool, settings, attachments

@@ -139,7 +139,7 @@ class PostgresAttachmentStore(AttachmentStore[RequestContext]):
         self.store, self.pool, self.signer, self.limits, self.ttl = store, store.pool, signer, limits, ttl
 
     @classmethod
-    def for_settings(cls, store: PreviewingStore, settings: Settings) -> PostgresAttachmentStore | None:
+    def for_settings(cls, store: PostgresStoreWithAttachments, settings: Settings) -> PostgresAttachmentStore | None:
         """The attachment store for the app, wired into `store`; None when no URL secret is configured."""
         signer = UrlSigner.from_settings(settings)
         if signer is None:
@@ -252,18 +252,15 @@ class PostgresAttachmentStore(AttachmentStore[RequestContext]):
 
 # --8<-- [start:sweep]
 async def sweep_unused_attachments(pool: Any, older_than: timedelta) -> int:
-    """Delete uploads no message uses, and those of deleted threads, once `older_than` has passed.
+    """Delete uploads that no message uses once `older_than` has passed; returns how many.
 
-    Runs on every upload (cheap: an index on created_at); an app can also call it on a schedule.
-    The bytes go with their metadata row (ON DELETE CASCADE). Returns how many were removed.
+    Runs on every upload, and an app can also call it on a schedule. It is cheap: a partial index
+    holds only the unused uploads. The bytes go with their metadata row (ON DELETE CASCADE).
     """
     removed = await pool.fetchval(
         """
         WITH gone AS (
-            DELETE FROM chatkit_attachments AS a
-            WHERE a.created_at < now() - $1::interval
-              AND (a.thread_id IS NULL
-                   OR NOT EXISTS (SELECT 1 FROM chatkit_threads AS t WHERE t.id = a.thread_id))
+            DELETE FROM chatkit_attachments WHERE thread_id IS NULL AND created_at < now() - $1::interval
             RETURNING 1
         )
         SELECT count(*) FROM gone
@@ -276,9 +273,10 @@ async def sweep_unused_attachments(pool: Any, older_than: timedelta) -> int:
 # --8<-- [end:sweep]
 
 
-# --8<-- [start:previews-on-read]
-class PreviewingStore(PostgresStore):
-    """PostgresStore whose attachments come back with URLs signed now, wherever the client reads them."""
+# --8<-- [start:store-with-attachments]
+class PostgresStoreWithAttachments(PostgresStore):
+    """PostgresStore plus what attachments need from it: URLs signed at read time, wherever the client
+    reads an attachment, and a deleted thread's attachments deleted with it."""
 
     attachments: PostgresAttachmentStore | None = None  # set once the attachment store exists
 
@@ -302,8 +300,18 @@ class PreviewingStore(PostgresStore):
         page = await super().load_thread_items(thread_id, after, limit, order, context)
         return page.model_copy(update={"data": [self._fresh_item(item, context) for item in page.data]})
 
+    async def delete_thread(self, thread_id: str, context: RequestContext) -> None:
+        # The metadata rows go, and their bytes with them (ON DELETE CASCADE); then the thread.
+        await self.pool.execute(
+            "DELETE FROM chatkit_attachments WHERE thread_id = $1 AND tenant_id = $2 AND user_id = $3",
+            thread_id,
+            context.tenant_id,
+            context.user_id,
+        )
+        await super().delete_thread(thread_id, context)
 
-# --8<-- [end:previews-on-read]
+
+# --8<-- [end:store-with-attachments]
 
 
 # --8<-- [start:converter]
