@@ -128,6 +128,7 @@ class UrlSigner:
 
 
 def _base_url(context: RequestContext) -> str:
+    # The endpoints always set public_url; the fallback serves code that builds a context itself.
     return context.public_url or "http://localhost:8000"
 
 
@@ -162,18 +163,14 @@ class PostgresAttachmentStore(AttachmentStore[RequestContext]):
         return attachment.model_copy(update=update) if update else attachment
 
     def _new(self, name: str, mime_type: str, context: RequestContext, *, awaiting_bytes: bool) -> Attachment:
-        fields: dict[str, Any] = {
-            "id": self.generate_attachment_id(mime_type, context),
-            "name": checked_name(name),
-            "mime_type": media_type(mime_type),
-        }
-        if awaiting_bytes:  # a placeholder; with_fresh_urls signs the real one
-            fields["upload_descriptor"] = AttachmentUploadDescriptor(url="http://localhost/", method="POST")
+        attachment_id, base = self.generate_attachment_id(mime_type, context), _base_url(context)
+        fields: dict[str, Any] = {"id": attachment_id, "name": checked_name(name), "mime_type": media_type(mime_type)}
+        if awaiting_bytes:
+            upload_url = self.signer.url(base, "upload", attachment_id)
+            fields["upload_descriptor"] = AttachmentUploadDescriptor(url=upload_url, method="POST")
         if fields["mime_type"].startswith("image/"):
-            attachment: Attachment = ImageAttachment(**fields, preview_url="http://localhost/")
-        else:
-            attachment = FileAttachment(**fields)
-        return self.with_fresh_urls(attachment, context)
+            return ImageAttachment(**fields, preview_url=self.signer.url(base, "preview", attachment_id))
+        return FileAttachment(**fields)
 
     # Two-phase, step 1 (attachments.create): metadata now, bytes later at the signed upload URL.
     async def create_attachment(self, input: AttachmentCreateParams, context: RequestContext) -> Attachment:
@@ -193,8 +190,9 @@ class PostgresAttachmentStore(AttachmentStore[RequestContext]):
         if attachment.upload_descriptor is None:
             raise RequestError(409, "conflict", "this attachment is already uploaded")
         self.limits.check(len(data), attachment.mime_type)
+        await self._insert_bytes(attachment_id, data, owner)
         done = attachment.model_copy(update={"upload_descriptor": None})
-        await self._put(done, data, owner)
+        await self.store.save_attachment(done, owner)  # only now may a message use it
         return done
 
     # Direct upload: one request carries the bytes; the answer is the finished Attachment.
@@ -202,17 +200,17 @@ class PostgresAttachmentStore(AttachmentStore[RequestContext]):
         self.limits.check(len(data), mime_type)
         await self.sweep()
         attachment = self._new(name, mime_type, context, awaiting_bytes=False)
-        await self._put(attachment, data, context)
+        await self.store.save_attachment(attachment, context)  # the metadata row first: the bytes reference it
+        await self._insert_bytes(attachment.id, data, context)
         return attachment
 
-    async def _put(self, attachment: Attachment, data: bytes, context: RequestContext) -> None:
-        await self.store.save_attachment(attachment, context)  # the metadata row first: the blob references it
+    async def _insert_bytes(self, attachment_id: str, data: bytes, context: RequestContext) -> None:
         await self.pool.execute(
             """
             INSERT INTO chatkit_attachment_blobs (id, tenant_id, user_id, bytes) VALUES ($1, $2, $3, $4)
             ON CONFLICT (id) DO NOTHING
             """,
-            attachment.id,
+            attachment_id,
             context.tenant_id,
             context.user_id,
             data,
