@@ -307,3 +307,13 @@ async def test_without_a_url_secret_attachments_are_not_enabled(pg_dsn: str, mod
             assert response.status_code == 400 and response.json()["error"] == "not_enabled", response.text
         direct = await upload(client)
         assert direct.status_code == 400 and direct.json()["error"] == "not_enabled"
+
+
+async def test_an_id_postgresql_cannot_hold_is_404_not_500(client: httpx.AsyncClient) -> None:
+    # NUL: valid JSON, but no PostgreSQL text holds it. (A lone surrogate never gets this far: the JSON
+    # parser refuses it, 400.)
+    for body in (create_with(["atc_\u0000"]), request("attachments.delete", attachment_id="atc_\u0000")):
+        response = await client.post(CHATKIT, json=body)
+        assert response.status_code == 404 and response.json()["error"] == "not_found", response.text
+    assert (await client.get("/attachments/atc_%00")).status_code == 404
+    assert await thread_count(client) == 0

@@ -31,7 +31,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import TypeAdapter, ValidationError
 
-from .attachments import PostgresAttachmentStore, PostgresStoreWithAttachments, attachment_router, public_url
+from .attachments import (
+    PostgresAttachmentStore,
+    PostgresStoreWithAttachments,
+    attachment_router,
+    public_url,
+    require_known_id,
+)
 from .auth import Authenticator, AuthError, CurrentUser, auth_error_handler
 from .context import RequestContext
 from .dictation import Dictation
@@ -155,6 +161,8 @@ async def check_before_processing(parsed: ChatKitReq, server: ProductionServer, 
     match parsed:
         case AttachmentsCreateReq() | AttachmentsDeleteReq() if server.attachments is None:
             raise not_enabled("attachments")
+        case AttachmentsDeleteReq():
+            require_known_id(parsed.params.attachment_id)
         case InputTranscribeReq() if server.dictation is None:
             raise not_enabled("dictation requests")
         case InputTranscribeReq():
@@ -162,6 +170,7 @@ async def check_before_processing(parsed: ChatKitReq, server: ProductionServer, 
         case ThreadsCreateReq() | ThreadsAddUserMessageReq():
             # An unknown or foreign attachment: 404 now, before threads.create has made a thread.
             for attachment_id in parsed.params.input.attachments:
+                require_known_id(attachment_id)
                 attachment = await server.store.load_attachment(attachment_id, context)
                 if attachment.upload_descriptor is not None:
                     raise RequestError(409, "conflict", f"attachment {attachment_id} has no bytes yet")

@@ -60,9 +60,20 @@ def media_type(mime_type: str) -> str:
     return mime_type.split(";", 1)[0].strip().lower()
 
 
+def storable(text: str) -> bool:
+    """PostgreSQL text holds no NUL, and UTF-8 has no lone surrogates: asyncpg would fail on either."""
+    return "\x00" not in text and not any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
+def require_known_id(attachment_id: str) -> None:
+    """An id PostgreSQL cannot even hold names no attachment: 404 before any query."""
+    if not storable(attachment_id):
+        raise NotFoundError("attachment not found")
+
+
 def checked_name(name: str) -> str:
-    """A file name PostgreSQL can store (no NUL, no lone surrogate), at most 255 characters."""
-    if "\x00" in name or any("\ud800" <= ch <= "\udfff" for ch in name):
+    """A file name PostgreSQL can store, at most 255 characters."""
+    if not storable(name):
         raise RequestError(400, "invalid_text", "the file name contains characters that cannot be stored")
     return name[:255] or "file"
 
@@ -180,6 +191,7 @@ class PostgresAttachmentStore(AttachmentStore[RequestContext]):
 
     # Two-phase, step 2: the signature proved the URL came from us; the row says whose it is.
     async def receive_bytes(self, attachment_id: str, data: bytes) -> Attachment:
+        require_known_id(attachment_id)
         row = await self.pool.fetchrow(
             "SELECT tenant_id, user_id FROM chatkit_attachments WHERE id = $1", attachment_id
         )
@@ -218,6 +230,7 @@ class PostgresAttachmentStore(AttachmentStore[RequestContext]):
 
     async def read(self, attachment_id: str, context: RequestContext | None) -> tuple[Attachment, bytes]:
         """The metadata and bytes; scoped to the caller, or unscoped (None) behind a verified signature."""
+        require_known_id(attachment_id)
         row = await self.pool.fetchrow(
             """
             SELECT a.data::text AS data, b.bytes FROM chatkit_attachments AS a
