@@ -8,12 +8,12 @@ LEVEL ?= 2
 PORT ?= 8000
 PG_BIN_GLOB := /usr/lib/postgresql/*/bin/initdb
 
-.PHONY: run test lint fmt docs docs-build docs-sync bench deps postgres clean
+.PHONY: run test lint fmt docs docs-build docs-sync bench deps postgres chromium clean
 
 run: deps $(if $(filter 3,$(LEVEL)),postgres) ## start example LEVEL (default 2) on localhost:$(PORT)
 	$(BIN)/python scripts/run_example.py --level $(LEVEL) --port $(PORT)
 
-test: deps postgres ## the whole suite: examples over HTTP, real PostgreSQL, docs drift, mkdocs --strict, ruff
+test: deps postgres chromium ## the whole suite: examples over HTTP, real PostgreSQL, a real browser, docs drift, mkdocs --strict, ruff
 	OPENAI_AGENTS_DISABLE_TRACING=1 $(BIN)/python -m pytest -q
 
 lint: deps
@@ -46,6 +46,9 @@ $(STAMP): pyproject.toml
 
 postgres: ## PostgreSQL server binaries (the tests and LEVEL=3 start their own cluster on loopback)
 	@ls $(PG_BIN_GLOB) >/dev/null 2>&1 || $(call apt,postgresql)
+
+chromium: ## headless Chromium: a test loads a signed preview URL in a real <img>
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || $(call apt,chromium)
 
 clean:
 	rm -rf $(VENV) site var

@@ -4,8 +4,11 @@ isolation, deletion, cleanup, and the model receiving the bytes."""
 from __future__ import annotations
 
 import base64
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +19,7 @@ from level3.app import create_app
 from level3.attachments import UrlSigner, sweep_unused_attachments
 from level3.auth import get_current_user
 from level3.context import RequestContext
+from live_server import serve
 from scripted_model_server import ScriptedModel
 from test_level3 import auth, running, settings_for
 
@@ -317,3 +321,46 @@ async def test_an_id_postgresql_cannot_hold_is_404_not_500(client: httpx.AsyncCl
         assert response.status_code == 404 and response.json()["error"] == "not_found", response.text
     assert (await client.get("/attachments/atc_%00")).status_code == 404
     assert await thread_count(client) == 0
+
+
+# --- a real browser --------------------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def images_in_chromium(page: Path) -> str:
+    """Load `page` in headless Chromium and return what its <img> handlers wrote into <body>."""
+    if CHROMIUM is None:
+        pytest.fail("chromium is missing: run 'make test' (it installs it) or apt-get install chromium")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+    dom = subprocess.run(
+        [CHROMIUM, *flags, "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    return dom.split('data-results="', 1)[1].split('"', 1)[0]
+
+
+async def test_a_browser_shows_the_preview_from_another_instance_and_refuses_a_forged_one(
+    pg_dsn: str, model: ScriptedModel, tmp_path: Path
+) -> None:
+    # Two instances share the database and the secret (derived from JWT_SECRET), as behind a load balancer.
+    settings = settings_for(pg_dsn)
+    with serve(create_app(settings)) as first, serve(create_app(settings)) as second:
+        async with httpx.AsyncClient(base_url=first, headers=auth()) as http:
+            response = await http.post("/attachments", files={"file": ("dot.png", PNG, "image/png")})
+        preview = response.json()["preview_url"]
+        assert preview.startswith(first)
+        on_second = preview.replace(first, second)
+        forged = on_second.replace("signature=", "signature=A")
+        tags = "".join(
+            f'<img src="{url}" onload="done(\'{name}:\' + this.naturalWidth)" onerror="done(\'{name}:error\')">'
+            for name, url in (("preview", on_second), ("forged", forged))
+        )
+        script = "<script>function done(r) { document.body.dataset.results += r + ' ' }</script>"
+        page = tmp_path / "page.html"
+        page.write_text(f'<html><body data-results="">{script}{tags}</body></html>')
+        results = images_in_chromium(page).split()
+    assert sorted(results) == ["forged:error", "preview:1"]
