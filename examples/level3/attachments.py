@@ -56,7 +56,7 @@ MULTIPART_OVERHEAD = 16 * 1024  # boundaries and part headers around the file it
 
 
 def media_type(mime_type: str) -> str:
-    """ "image/png; charset=x" -> "image/png": limits and previews compare the bare type."""
+    """The bare type, lowercase ("image/png; x=y" gives "image/png"): limits and previews compare it."""
     return mime_type.split(";", 1)[0].strip().lower()
 
 
