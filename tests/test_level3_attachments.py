@@ -364,3 +364,9 @@ async def test_a_browser_shows_the_preview_from_another_instance_and_refuses_a_f
         page.write_text(f'<html><body data-results="">{script}{tags}</body></html>')
         results = images_in_chromium(page).split()
     assert sorted(results) == ["forged:error", "preview:1"]
+
+
+async def test_a_message_with_too_many_attachments_is_400(client: httpx.AsyncClient) -> None:
+    response = await client.post(CHATKIT, json=create_with([f"atc_{n}" for n in range(21)]))
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+    assert await thread_count(client) == 0

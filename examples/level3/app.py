@@ -156,6 +156,9 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 # --8<-- [start:before-processing]
+MAX_ATTACHMENTS_PER_MESSAGE = 20  # each is a query here and a part of the model's input
+
+
 async def check_before_processing(parsed: ChatKitReq, server: ProductionServer, context: RequestContext) -> None:
     """Refuse what the SDK would only find out mid-stream (after a 200), or would answer with a 500."""
     match parsed:
@@ -168,6 +171,8 @@ async def check_before_processing(parsed: ChatKitReq, server: ProductionServer, 
         case InputTranscribeReq():
             server.dictation.check(parsed.params)  # bad base64 400, too long 413, wrong format 415
         case ThreadsCreateReq() | ThreadsAddUserMessageReq():
+            if len(parsed.params.input.attachments) > MAX_ATTACHMENTS_PER_MESSAGE:
+                raise RequestError(400, "invalid_request", f"at most {MAX_ATTACHMENTS_PER_MESSAGE} attachments")
             # An unknown or foreign attachment: 404 now, before threads.create has made a thread.
             for attachment_id in parsed.params.input.attachments:
                 require_known_id(attachment_id)
