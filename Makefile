@@ -8,12 +8,12 @@ LEVEL ?= 2
 PORT ?= 8000
 PG_BIN_GLOB := /usr/lib/postgresql/*/bin/initdb
 
-.PHONY: run test lint fmt docs docs-build docs-sync bench deps postgres chromium clean
+.PHONY: run test lint fmt docs docs-build docs-check docs-sync bench deps postgres nginx chromium clean
 
 run: deps $(if $(filter 3,$(LEVEL)),postgres) ## start example LEVEL (default 2) on localhost:$(PORT)
 	$(BIN)/python scripts/run_example.py --level $(LEVEL) --port $(PORT)
 
-test: deps postgres chromium ## the whole suite: examples over HTTP, real PostgreSQL, a real browser, docs drift, mkdocs --strict, ruff
+test: deps postgres nginx chromium ## the whole suite: examples over HTTP, real PostgreSQL, nginx and a browser, docs drift, mkdocs --strict, ruff
 	OPENAI_AGENTS_DISABLE_TRACING=1 $(BIN)/python -m pytest -q
 
 lint: deps
@@ -27,6 +27,9 @@ docs: deps ## serve the site on localhost:8001
 
 docs-build: deps
 	$(BIN)/mkdocs build --strict
+
+docs-check: deps chromium ## build the site strictly, check every internal link and anchor, check it in Chromium
+	$(BIN)/python -m pytest -q tests/test_site.py
 
 docs-sync: deps ## rewrite every Python block in SKILL.md and references/ from its source region
 	$(BIN)/python tests/docs_snippets.py --write
@@ -47,8 +50,10 @@ $(STAMP): pyproject.toml
 postgres: ## PostgreSQL server binaries (the tests and LEVEL=3 start their own cluster on loopback)
 	@ls $(PG_BIN_GLOB) >/dev/null 2>&1 || $(call apt,postgresql)
 
-chromium: ## headless Chromium: a test loads a signed preview URL in a real <img>
-	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || $(call apt,chromium)
+nginx: ## nginx, for the test that shows a buffering proxy (the test starts its own on loopback)
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || $(call apt,nginx)
+chromium: ## Debian's Chromium for the browser tests (Playwright launches it; it never downloads a browser)
+	@[ -x /usr/bin/chromium ] || $(call apt,chromium)
 
 clean:
 	rm -rf $(VENV) site var

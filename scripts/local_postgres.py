@@ -2,6 +2,7 @@
 
     python scripts/local_postgres.py                 # a throwaway cluster until Ctrl-C; prints its URL
     python scripts/local_postgres.py --dir var/pg    # a persistent cluster in var/pg (created on first use)
+    python scripts/local_postgres.py --port 5433     # either kind, on the port you choose
 
 Debian: `apt-get install postgresql` provides the binaries (`make test` and `make run LEVEL=3` do it).
 initdb and postgres refuse to run as root, so as root they run as the `postgres` system user (created by
@@ -81,8 +82,11 @@ def _run(command: list[str]) -> None:
 
 # --8<-- [start:throwaway]
 @contextmanager
-def throwaway_cluster(attempts: int = 3) -> Iterator[str]:
-    """Start a private cluster and yield its URL (database `postgres`, user `postgres`, no password)."""
+def throwaway_cluster(attempts: int = 3, port: int | None = None) -> Iterator[str]:
+    """Start a private cluster and yield its URL (database `postgres`, user `postgres`, no password).
+
+    Without `port`, it picks a free one.
+    """
     bindir = server_bindir()
     base = Path(tempfile.mkdtemp(prefix="chatkit-pg-"))
     data, log = base / "data", base / "server.log"
@@ -92,20 +96,21 @@ def throwaway_cluster(attempts: int = 3) -> Iterator[str]:
         initdb = [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8"]
         _run([*prefix, *initdb, "--no-sync"])
         pg_ctl = [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-t", "30"]
-        for attempt in range(attempts):
-            # The port is free now, but another process may bind it first: then try another one.
-            port = _free_port()
-            options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 {_FAST}"
+        tries = 1 if port else attempts  # a port the caller chose is tried once, and its failure reported
+        for attempt in range(tries):
+            # A port free now may be bound by another process first: then try another one.
+            chosen = port or _free_port()
+            options = f"-p {chosen} -k {base} -c listen_addresses=127.0.0.1 {_FAST}"
             try:
                 _run([*pg_ctl, "-l", str(log), "-o", options, "start"])
             except RuntimeError as exc:
-                if attempt == attempts - 1:
+                if attempt == tries - 1:
                     server_log = log.read_text(errors="replace") if log.exists() else "(no log)"
                     raise RuntimeError(f"PostgreSQL did not start; its log:\n{server_log}") from exc
                 continue
             started = True
             break
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield f"postgresql://postgres@127.0.0.1:{chosen}/postgres"
     finally:
         if started:
             # Immediate: the data is thrown away, so there is nothing to flush.
@@ -193,11 +198,11 @@ def persistent_cluster(directory: Path, port: int = 54329) -> Cluster:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", type=Path, help="keep the data here (default: a temporary directory, deleted)")
-    parser.add_argument("--port", type=int, default=54329, help="port for --dir clusters (default: 54329)")
+    parser.add_argument("--port", type=int, help="the port to listen on (default: 54329 with --dir, else a free one)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the cluster on SIGTERM too
     if args.dir:
-        cluster = persistent_cluster(args.dir, args.port)
+        cluster = persistent_cluster(args.dir, args.port or 54329)
         print(f"DATABASE_URL={cluster.url}", flush=True)
         try:
             signal.pause()
@@ -206,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             cluster.stop()
         return 0
-    with throwaway_cluster() as url:
+    with throwaway_cluster(port=args.port) as url:
         print(f"DATABASE_URL={url}", flush=True)
         try:
             signal.pause()

@@ -183,7 +183,8 @@ def test_the_repositorys_own_examples() -> None:
     report = detect(ROOT / "examples")
     assert {s["name"] for s in report["chatkit"]["servers"]} == {"HelloServer", "AgentServer", "ProductionServer"}
     stores = {s["name"] for s in report["chatkit"]["stores"]}
-    assert stores == {"MemoryStore", "PostgresStore", "PostgresStoreWithAttachments", "PostgresAttachmentStore"}
+    expected = {"MemoryStore", "PostgresStore", "SQLAlchemyStore", "PostgresStoreWithAttachments"}
+    assert stores == expected | {"PostgresAttachmentStore"}
     assert len(report["chatkit"]["routes"]) == 3
     assert {a["uvicorn"] for a in report["fastapi"]["apps"]} == {f"level{n}.app:app" for n in (1, 2, 3)}
     assert report["database"]["stack"] == ["asyncpg"]

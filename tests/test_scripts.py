@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shlex
 import shutil
@@ -117,3 +118,27 @@ def test_run_example_serves_a_copied_example_as_your_own_app(tmp_path: Path) -> 
         answer = _run(smoke, cwd=tmp_path)
         assert answer.returncode == 0, answer.stderr
         assert answer.stdout.strip() == "You said: Hello!"
+
+
+async def _server_port(url: str) -> str:
+    import asyncpg
+
+    connection = await asyncpg.connect(url)
+    try:
+        return str(await connection.fetchval("SHOW port"))
+    finally:
+        await connection.close()
+
+
+def test_local_postgres_listens_on_the_port_it_is_given() -> None:
+    port = free_port()
+    command = [sys.executable, "scripts/local_postgres.py", "--port", str(port)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        printed = _wait_for_output(process, "DATABASE_URL=")
+        url = printed.strip().splitlines()[-1].removeprefix("DATABASE_URL=")
+        assert url == f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        assert asyncio.run(_server_port(url)) == str(port)
+    finally:
+        process.send_signal(signal.SIGTERM)  # the script stops its cluster on SIGTERM
+        assert process.wait(timeout=60) == 0

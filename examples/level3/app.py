@@ -6,18 +6,19 @@ Run from the folder that holds this package:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from agents import set_tracing_disabled
 from chatkit.server import StreamingResult
-from chatkit.store import NotFoundError
+from chatkit.store import NotFoundError, Store
 from chatkit.types import (
     AttachmentsCreateReq,
     AttachmentsDeleteReq,
@@ -26,7 +27,7 @@ from chatkit.types import (
     ThreadsAddUserMessageReq,
     ThreadsCreateReq,
 )
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import TypeAdapter, ValidationError
@@ -38,7 +39,7 @@ from .attachments import (
     public_url,
     require_known_id,
 )
-from .auth import Authenticator, AuthError, CurrentUser, auth_error_handler
+from .auth import Authenticator, AuthError, auth_error_handler, get_current_user
 from .context import RequestContext
 from .dictation import Dictation
 from .errors import RequestError, not_enabled, request_error_handler
@@ -166,6 +167,9 @@ async def check_before_processing(parsed: ChatKitReq, server: ProductionServer, 
             raise not_enabled("attachments")
         case AttachmentsDeleteReq():
             require_known_id(parsed.params.attachment_id)
+        case ThreadsCreateReq() | ThreadsAddUserMessageReq() if server.attachments is None:
+            if parsed.params.input.attachments:
+                raise not_enabled("attachments")
         case InputTranscribeReq() if server.dictation is None:
             raise not_enabled("dictation requests")
         case InputTranscribeReq():
@@ -184,41 +188,89 @@ async def check_before_processing(parsed: ChatKitReq, server: ProductionServer, 
 # --8<-- [end:before-processing]
 
 
-# --8<-- [start:router]
-def chatkit_router(settings: Settings) -> APIRouter:
-    """POST /chatkit and GET /healthz, with a lifespan that opens and closes the database pool.
+# --8<-- [start:hooks]
+# Hooks for an app that already has a database and a login (both optional; see add_chatkit).
+StoreFactory = Callable[[FastAPI], Store[RequestContext]]  # called once at startup, inside the app's lifespan
+UserDependency = Callable[..., Any]  # a FastAPI dependency returning a user id (str) or a RequestContext
 
-    Include it in any FastAPI app: FastAPI runs a router's lifespan inside the app's own.
+
+@runtime_checkable
+class ManagedStore(Protocol):
+    """What the router uses when a store has it: tables it creates at startup, and a probe for /healthz."""
+
+    async def create_schema(self) -> None: ...
+    async def ping(self) -> None: ...
+
+
+def as_context(user: object) -> RequestContext:
+    """The app's user, as the RequestContext the server, the store and the tools receive."""
+    if isinstance(user, RequestContext):
+        return user
+    if isinstance(user, str) and user:
+        return RequestContext(user_id=user)
+    if user is None or user == "":  # an optional-user dependency saying "nobody is signed in"
+        raise AuthError("not signed in")
+    raise TypeError(f"the user dependency returned {type(user).__name__}; return a user id (str) or a RequestContext")
+
+
+# --8<-- [end:hooks]
+
+
+# --8<-- [start:router]
+def chatkit_router(
+    settings: Settings, *, store: StoreFactory | None = None, current_user: UserDependency | None = None
+) -> APIRouter:
+    """POST /chatkit and GET /healthz, with a lifespan that gets the store ready.
+
+    Include it in any FastAPI app: FastAPI runs a router's lifespan inside the app's own, so `store`
+    can return a store on a pool or engine that the app's lifespan opened. Without `store` the router
+    opens (and closes) its own pool on DATABASE_URL; without `current_user` it verifies JWTs itself.
     """
     # Agents SDK traces carry conversation content to OpenAI even when OPENAI_BASE_URL points
     # elsewhere: they stay off unless CHATKIT_TRACING=1.
     set_tracing_disabled(not settings.tracing)
     install_log_context()
 
+    async def start(app: FastAPI, chat_store: Store[RequestContext]) -> None:
+        if isinstance(chat_store, ManagedStore):
+            await chat_store.create_schema()  # idempotent: safe on every start
+        attachments = None  # attachments.* answer 400 not_enabled
+        if isinstance(chat_store, PostgresStoreWithAttachments):  # and a URL secret is configured
+            attachments = PostgresAttachmentStore.for_settings(chat_store, settings)
+        app.state.settings, app.state.attachments = settings, attachments
+        app.state.chatkit = ProductionServer(chat_store, attachments, Dictation(settings))
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Misconfiguration fails here, at startup, not at import and not on the first request.
-        app.state.authenticator = Authenticator(settings)
+        if current_user is None:
+            app.state.authenticator = Authenticator(settings)
+        if store is not None:  # the app's own database: the app opened it and the app closes it
+            await start(app, store(app))
+            yield
+            return
         if not settings.database_url:
             raise RuntimeError("DATABASE_URL is not set")
         pool = await create_pool(settings.database_url)
         try:
-            store = PostgresStoreWithAttachments(pool)
-            await store.create_schema()  # idempotent: safe on every start
-            attachments = PostgresAttachmentStore.for_settings(store, settings)  # None without a URL secret
-            app.state.pool, app.state.settings, app.state.attachments = pool, settings, attachments
-            app.state.chatkit = ProductionServer(store, attachments, Dictation(settings))
+            app.state.pool = pool
+            await start(app, PostgresStoreWithAttachments(pool))  # attachments need the subclass
             yield
         finally:
             await pool.close()
 
     router = APIRouter(lifespan=lifespan)
-    router.include_router(attachment_router())  # /attachments: upload, download, preview
+    authenticate = current_user or get_current_user  # the app's own login, or the JWT Authenticator
+
+    async def caller(user: object = Depends(authenticate)) -> RequestContext:
+        return as_context(user)
+
+    router.include_router(attachment_router(caller))  # /attachments: upload, download, preview
 
     @router.post("/chatkit")
-    async def chatkit_endpoint(request: Request, user: CurrentUser) -> Response:
+    async def chatkit_endpoint(request: Request, user: object = Depends(authenticate)) -> Response:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        context = replace(user, request_id=request_id, public_url=public_url(request))
+        context = replace(as_context(user), request_id=request_id, public_url=public_url(request))
         _log_fields["request_id"].set(context.request_id)
         _log_fields["user_id"].set(context.user_id)
         try:
@@ -246,9 +298,11 @@ def chatkit_router(settings: Settings) -> APIRouter:
 
     @router.get("/healthz")
     async def healthz(request: Request) -> JSONResponse:
+        chat_store = request.app.state.chatkit.store
+        if not isinstance(chat_store, ManagedStore):  # a store of the app's own, without ping()
+            return JSONResponse({"status": "ok", "database": "unchecked"})
         try:
-            async with request.app.state.pool.acquire(timeout=2) as connection:
-                await connection.fetchval("SELECT 1")
+            await asyncio.wait_for(chat_store.ping(), timeout=2)
         except Exception as exc:  # any database failure means "not ready"
             logger.warning("health check failed: %s", exc)
             return JSONResponse({"status": "unavailable", "database": "down"}, status_code=503)
@@ -261,11 +315,17 @@ def chatkit_router(settings: Settings) -> APIRouter:
 
 
 # --8<-- [start:app]
-def add_chatkit(app: FastAPI, settings: Settings) -> None:
-    """Add ChatKit to an app: the routes, the JSON 401s, and CORS for the listed origins."""
+def add_chatkit(
+    app: FastAPI, settings: Settings, *, store: StoreFactory | None = None, current_user: UserDependency | None = None
+) -> None:
+    """Add Level 3 to an app: the routes, the JSON 401s, and CORS for the listed origins.
+
+    store: `lambda app: PostgresStore(app.state.pool)` (or SQLAlchemyStore on an AsyncEngine) to use
+    the app's own database. current_user: the app's own auth dependency.
+    """
     if "*" in settings.cors_origins:
         raise ValueError("CORS_ORIGINS must list origins; '*' would let any site call the API as the user")
-    app.include_router(chatkit_router(settings))
+    app.include_router(chatkit_router(settings, store=store, current_user=current_user))
     app.add_exception_handler(AuthError, auth_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(RequestError, request_error_handler)  # type: ignore[arg-type]
     if settings.cors_origins:

@@ -37,13 +37,12 @@ from chatkit.types import (
     ThreadItem,
     UserMessageItem,
 )
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from openai.types.responses import ResponseInputContentParam
 from pydantic import AnyUrl, TypeAdapter
 from starlette.datastructures import UploadFile
 
-from .auth import CurrentUser
 from .context import RequestContext
 from .errors import RequestError, not_enabled
 from .settings import Settings
@@ -386,12 +385,15 @@ def _store(request: Request) -> PostgresAttachmentStore:
 
 
 # --8<-- [start:routes]
-def attachment_router() -> APIRouter:
-    """Upload (direct and two-phase), download and preview. chatkit_router() includes it."""
+def attachment_router(caller: Callable[..., Any]) -> APIRouter:
+    """Upload (direct and two-phase), download and preview. chatkit_router() includes it.
+
+    `caller` is the FastAPI dependency that authenticates /chatkit and returns a RequestContext.
+    """
     router = APIRouter()
 
     @router.post("/attachments")
-    async def upload_direct(request: Request, user: CurrentUser) -> Response:
+    async def upload_direct(request: Request, user: RequestContext = Depends(caller)) -> Response:  # noqa: B008
         attachments = _store(request)
         file = await _one_file(request, attachments.limits)
         data = await file.read()
@@ -414,7 +416,7 @@ def attachment_router() -> APIRouter:
         return _attachment_json(attachments.with_fresh_urls(done, _with_public_url(request, None)))
 
     @router.get("/attachments/{attachment_id}")
-    async def download(request: Request, attachment_id: str, user: CurrentUser) -> Response:
+    async def download(request: Request, attachment_id: str, user: RequestContext = Depends(caller)) -> Response:  # noqa: B008
         try:
             attachment, data = await _store(request).read(attachment_id, user)
         except NotFoundError as exc:

@@ -171,6 +171,11 @@ class PostgresStore(Store[RequestContext]):
     async def create_schema(self) -> None:
         await create_schema(self.pool)
 
+    async def ping(self) -> None:
+        """One round trip, for /healthz: raises if the database can't be reached."""
+        async with self.pool.acquire(timeout=2) as conn:
+            await conn.fetchval("SELECT 1")
+
     # Override both id generators: the SDK's 8-hex-digit ids collide in a shared table.
     def generate_thread_id(self, context: RequestContext) -> str:
         return full_length_id("thread")
