@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -13,10 +14,11 @@ import pytest
 from browser import browser  # noqa: F401 - the fixture
 from chatkit_protocol import CHATKIT, call, request, stream, user_input
 from fastapi import FastAPI
-from level3.app import create_app
-from level3.attachments import UrlSigner, sweep_unused_attachments
+from level3.app import add_chatkit, create_app
+from level3.attachments import PostgresStoreWithAttachments, UrlSigner, sweep_unused_attachments
 from level3.auth import get_current_user
 from level3.context import RequestContext
+from level3.store import PostgresStore, create_pool
 from live_server import serve
 from playwright.async_api import Browser
 from scripted_model_server import ScriptedModel
@@ -354,3 +356,26 @@ async def test_a_browser_shows_the_preview_from_another_instance_and_refuses_a_f
         finally:
             await context.close()
     assert sorted(results) == ["forged:0", "preview:1"]  # 0: the image failed to load
+
+
+@pytest.mark.parametrize("with_attachments", [True, False], ids=["store-with-attachments", "plain-store"])
+async def test_an_app_with_its_own_pool_chooses_attachments_by_its_store(
+    pg_dsn: str, model: ScriptedModel, with_attachments: bool
+) -> None:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.db = await create_pool(pg_dsn)
+        yield
+        await app.state.db.close()
+
+    existing = FastAPI(lifespan=lifespan)
+    kind = PostgresStoreWithAttachments if with_attachments else PostgresStore
+    add_chatkit(existing, settings_for(pg_dsn), store=lambda app: kind(app.state.db))
+    async with running(existing) as client:
+        response = await upload(client)
+        if with_attachments:
+            assert response.status_code == 200 and response.json()["type"] == "image"
+        else:
+            assert response.status_code == 400 and response.json()["error"] == "not_enabled"
+            message = await client.post(CHATKIT, json=create_with(["atc_x"]))
+            assert message.status_code == 400 and message.json()["error"] == "not_enabled"

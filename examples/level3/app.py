@@ -262,10 +262,7 @@ def chatkit_router(
     router = APIRouter(lifespan=lifespan)
     authenticate = current_user or get_current_user  # the app's own login, or the JWT Authenticator
 
-    async def caller(user: object = Depends(authenticate)) -> RequestContext:
-        return as_context(user)
-
-    router.include_router(attachment_router(caller))  # /attachments: upload, download, preview
+    router.include_router(attachment_router(authenticate, as_context))  # /attachments: upload, download, preview
 
     @router.post("/chatkit")
     async def chatkit_endpoint(request: Request, user: object = Depends(authenticate)) -> Response:

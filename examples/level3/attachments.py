@@ -385,19 +385,19 @@ def _store(request: Request) -> PostgresAttachmentStore:
 
 
 # --8<-- [start:routes]
-def attachment_router(caller: Callable[..., Any]) -> APIRouter:
+def attachment_router(authenticate: Callable[..., Any], as_context: Callable[[object], RequestContext]) -> APIRouter:
     """Upload (direct and two-phase), download and preview. chatkit_router() includes it.
 
-    `caller` is the FastAPI dependency that authenticates /chatkit and returns a RequestContext.
+    `authenticate` is the dependency that authenticates /chatkit; `as_context` turns its user into a context.
     """
     router = APIRouter()
 
     @router.post("/attachments")
-    async def upload_direct(request: Request, user: RequestContext = Depends(caller)) -> Response:  # noqa: B008
+    async def upload_direct(request: Request, user: object = Depends(authenticate)) -> Response:
+        context = _with_public_url(request, as_context(user))
         attachments = _store(request)
         file = await _one_file(request, attachments.limits)
         data = await file.read()
-        context = _with_public_url(request, user)
         return _attachment_json(
             await attachments.upload(file.filename or "file", file.content_type or "", data, context)
         )
@@ -416,9 +416,9 @@ def attachment_router(caller: Callable[..., Any]) -> APIRouter:
         return _attachment_json(attachments.with_fresh_urls(done, _with_public_url(request, None)))
 
     @router.get("/attachments/{attachment_id}")
-    async def download(request: Request, attachment_id: str, user: RequestContext = Depends(caller)) -> Response:  # noqa: B008
+    async def download(request: Request, attachment_id: str, user: object = Depends(authenticate)) -> Response:
         try:
-            attachment, data = await _store(request).read(attachment_id, user)
+            attachment, data = await _store(request).read(attachment_id, as_context(user))
         except NotFoundError as exc:
             raise RequestError(404, "not_found", str(exc)) from None
         headers = {"Content-Disposition": _content_disposition("attachment", attachment.name), **_SAFE}
