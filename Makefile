@@ -8,7 +8,7 @@ LEVEL ?= 2
 PORT ?= 8000
 PG_BIN_GLOB := /usr/lib/postgresql/*/bin/initdb
 
-.PHONY: run test lint fmt docs docs-build docs-check docs-sync bench deps postgres nginx chromium clean
+.PHONY: run test lint fmt docs docs-build docs-check docs-sync bench scaleout deps postgres nginx chromium clean
 
 run: deps $(if $(filter 3,$(LEVEL)),postgres) ## start example LEVEL (default 2) on localhost:$(PORT)
 	$(BIN)/python scripts/run_example.py --level $(LEVEL) --port $(PORT)
@@ -37,6 +37,9 @@ docs-sync: deps ## rewrite every Python block in SKILL.md and references/ from i
 bench: deps postgres
 	$(BIN)/python bench/run.py
 
+scaleout: deps postgres ## Level 3 on two instances, then on --workers 2: 200 conversations x 5 turns, read back from PostgreSQL
+	$(BIN)/python bench/scaleout.py
+
 deps: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -50,7 +53,7 @@ $(STAMP): pyproject.toml
 postgres: ## PostgreSQL server binaries (the tests and LEVEL=3 start their own cluster on loopback)
 	@ls $(PG_BIN_GLOB) >/dev/null 2>&1 || $(call apt,postgresql)
 
-nginx: ## nginx, for the test that shows a buffering proxy (the test starts its own on loopback)
+nginx: ## nginx, for the tests that stream through a real reverse proxy (each starts its own, on loopback)
 	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || $(call apt,nginx)
 chromium: ## Debian's Chromium for the browser tests (Playwright launches it; it never downloads a browser)
 	@[ -x /usr/bin/chromium ] || $(call apt,chromium)

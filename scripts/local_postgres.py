@@ -150,16 +150,57 @@ async def fresh_database(server_url: str) -> AsyncIterator[str]:
 
 @dataclass
 class Cluster:
-    """A running cluster: its URL and how to stop it."""
+    """A running cluster: its URL and how to stop (and start) it."""
 
     url: str
     data: Path
     prefix: list[str]
     bindir: Path
+    options: str = ""  # the server options start() passes (port, socket directory, settings)
+
+    def _pg_ctl(self) -> list[str]:
+        return [*self.prefix, str(self.bindir / "pg_ctl"), "-D", str(self.data), "-w", "-t", "30"]
 
     def stop(self) -> None:
-        pg_ctl = [*self.prefix, str(self.bindir / "pg_ctl"), "-D", str(self.data), "-w", "-t", "30"]
-        subprocess.run([*pg_ctl, "-m", "fast", "stop"], capture_output=True, timeout=60)
+        subprocess.run([*self._pg_ctl(), "-m", "fast", "stop"], capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        _run([*self._pg_ctl(), "-l", str(self.data.parent / "server.log"), "-o", self.options, "start"])
+
+
+@contextmanager
+def restartable_cluster() -> Iterator[Cluster]:
+    """A throwaway cluster that a test may stop() and start() again, on the same port: an outage."""
+    bindir = server_bindir()
+    base = Path(tempfile.mkdtemp(prefix="chatkit-pg-"))
+    try:
+        prefix = _as_server_user(base)
+        data = base / "data"
+        _run(
+            [
+                *prefix,
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]
+        )
+        port = _free_port()
+        options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 {_FAST}"
+        cluster = Cluster(f"postgresql://postgres@127.0.0.1:{port}/postgres", data, prefix, bindir, options)
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            subprocess.run([*cluster._pg_ctl(), "-m", "immediate", "stop"], capture_output=True, timeout=60)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _reachable_by_server_user(directory: Path) -> Path:

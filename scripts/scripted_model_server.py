@@ -117,6 +117,7 @@ class ScriptedModel:
         self.transcriptions: list[dict[str, Any]] = []  # model, filename, content_type, size of each upload
         self.gate: threading.Event | None = None
         self.hold_at = 0
+        self.drop_at: int | None = None
 
     def script(self, *turns: list[Output]) -> None:
         """Queue whole model turns; each request to /v1/responses consumes one."""
@@ -133,11 +134,17 @@ class ScriptedModel:
         self.gate, self.hold_at = threading.Event(), after_events
         return self.gate
 
+    def drop_next(self, after_events: int) -> None:
+        """Cut the next streamed answer after `after_events` events: the connection closes mid-body,
+        as when the API or a proxy on the way drops it."""
+        self.drop_at = after_events
+
     def reset(self) -> None:
         self.turns.clear()
         self.requests.clear()
         self.transcriptions.clear()
         self.gate = None
+        self.drop_at = None
 
     def next_turn(self, body: dict[str, Any]) -> list[Output] | int:
         self.requests.append(body)
@@ -273,11 +280,15 @@ def create_app(model: ScriptedModel | None = None, delay: float = 0.0) -> Starle
             return JSONResponse(_response(body, turn, "completed"))
 
         gate, hold_at, state.gate = state.gate, state.hold_at, None
+        drop_at, state.drop_at = state.drop_at, None
 
         async def sse() -> AsyncIterator[bytes]:
             for index, event in enumerate(stream_events(body, turn)):
                 if gate is not None and index == hold_at:
                     await asyncio.to_thread(gate.wait, 30)
+                if index == drop_at:
+                    # uvicorn closes the connection without the final chunk: the client sees a cut body.
+                    raise ConnectionAbortedError("scripted drop")
                 yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
                 if delay:
                     await asyncio.sleep(delay)

@@ -30,23 +30,29 @@ http {{
     gzip_types text/event-stream;
     server {{
         listen 127.0.0.1:{port};
+{location}
+    }}
+}}
+"""
+STOCK_LOCATION = """
         location / {{
             proxy_pass {upstream};
             proxy_http_version 1.1;
             {extra}
         }}
-    }}
-}}
 """
 
 
 @contextmanager
-def nginx_in_front(upstream: str, extra: str = "") -> Iterator[str]:
-    """Yield the base URL of an nginx that proxies to `upstream`; `extra` goes into its location block."""
+def nginx_in_front(upstream: str, extra: str = "", location: str | None = None) -> Iterator[str]:
+    """Yield the base URL of an nginx that proxies to `upstream`; `extra` goes into its location block.
+
+    `location` replaces that block with one of your own (its `proxy_pass` is used as written)."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     base = Path(tempfile.mkdtemp(prefix="chatkit-nginx-"))
     port = free_port()
-    (base / "nginx.conf").write_text(CONFIG.format(dir=base, port=port, upstream=upstream, extra=extra))
+    location = location or STOCK_LOCATION.format(upstream=upstream, extra=extra)
+    (base / "nginx.conf").write_text(CONFIG.format(dir=base, port=port, location=location))
     process = subprocess.Popen([binary, "-p", str(base), "-c", str(base / "nginx.conf")], stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 15

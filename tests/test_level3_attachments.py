@@ -20,6 +20,7 @@ from level3.auth import get_current_user
 from level3.context import RequestContext
 from level3.store import PostgresStore, create_pool
 from live_server import serve
+from local_postgres import restartable_cluster
 from playwright.async_api import Browser
 from scripted_model_server import ScriptedModel
 from test_level3 import auth, running, settings_for
@@ -379,3 +380,20 @@ async def test_an_app_with_its_own_pool_chooses_attachments_by_its_store(
             assert response.status_code == 400 and response.json()["error"] == "not_enabled"
             message = await client.post(CHATKIT, json=create_with(["atc_x"]))
             assert message.status_code == 400 and message.json()["error"] == "not_enabled"
+
+
+async def test_a_database_outage_is_a_503_on_the_attachment_routes(model: ScriptedModel) -> None:
+    with restartable_cluster() as cluster:
+        async with running(create_app(settings_for(cluster.url, database_timeout=2.0))) as client:
+            attachment = await uploaded(client)
+            cluster.stop()
+            anonymous = httpx.AsyncClient(transport=client._transport, base_url=client.base_url)
+            for response in (
+                await upload(client),
+                await client.get(f"/attachments/{attachment['id']}"),
+                await anonymous.get(path_of(attachment["preview_url"])),
+            ):
+                assert response.status_code == 503 and response.json()["error"] == "unavailable", response.text
+                assert response.headers["retry-after"] == "2"
+            cluster.start()
+            assert (await client.get(f"/attachments/{attachment['id']}")).content == PNG

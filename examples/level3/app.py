@@ -45,7 +45,7 @@ from .dictation import Dictation
 from .errors import RequestError, not_enabled, request_error_handler
 from .server import ProductionServer
 from .settings import Settings
-from .store import create_pool
+from .store import DATABASE_UNAVAILABLE, create_pool
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +103,14 @@ def describe(exc: ValidationError) -> str:
     return f"{where}: {first['msg']}" + (f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else "")
 
 
+def database_unavailable(exc: BaseException) -> JSONResponse:
+    """503 with Retry-After: a client may retry a request that failed on the database, never a 500."""
+    logger.warning("database unavailable: %r", exc)
+    response = error_response(503, "unavailable", "the database is unavailable or too slow; retry shortly")
+    response.headers["Retry-After"] = "2"
+    return response
+
+
 async def guarded_stream(result: StreamingResult) -> Response:
     """Commit to a 200 stream only once the first event exists: early failures get a real status."""
     events = aiter(result)
@@ -114,6 +122,8 @@ async def guarded_stream(result: StreamingResult) -> Response:
         return error_response(404, "not_found", str(exc))
     except ValueError as exc:  # e.g. a client tool output when no tool call is pending
         return error_response(409, "conflict", str(exc))
+    except DATABASE_UNAVAILABLE as exc:  # down, restarting, or too slow: nothing was answered yet
+        return database_unavailable(exc)
     if first.startswith(b'data: {"type":"error"'):  # e.g. an action aimed at a non-widget item
         return error_response(400, "invalid_action", "the item is not a widget that accepts actions")
     if first.startswith(b'data: {"type":"thread.created"'):
@@ -238,7 +248,9 @@ def chatkit_router(
         if isinstance(chat_store, PostgresStoreWithAttachments):  # and a URL secret is configured
             attachments = PostgresAttachmentStore.for_settings(chat_store, settings)
         app.state.settings, app.state.attachments = settings, attachments
-        app.state.chatkit = ProductionServer(chat_store, attachments, Dictation(settings))
+        app.state.chatkit = ProductionServer(
+            chat_store, attachments, Dictation(settings), model_timeout=settings.model_timeout
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -251,7 +263,7 @@ def chatkit_router(
             return
         if not settings.database_url:
             raise RuntimeError("DATABASE_URL is not set")
-        pool = await create_pool(settings.database_url)
+        pool = await create_pool(settings.database_url, timeout_seconds=settings.database_timeout)
         try:
             app.state.pool = pool
             await start(app, PostgresStoreWithAttachments(pool))  # attachments need the subclass
@@ -289,6 +301,8 @@ def chatkit_router(
             return error_response(404, "not_found", str(exc))
         except ValueError as exc:  # e.g. a sync action with a bad payload or a non-widget sender
             return error_response(400, "invalid_request", str(exc))
+        except DATABASE_UNAVAILABLE as exc:
+            return database_unavailable(exc)
         if isinstance(result, StreamingResult):
             return await guarded_stream(result)
         return Response(content=result.json, media_type="application/json")

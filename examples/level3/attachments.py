@@ -18,8 +18,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Literal
@@ -46,7 +47,9 @@ from starlette.datastructures import UploadFile
 from .context import RequestContext
 from .errors import RequestError, not_enabled
 from .settings import Settings
-from .store import PostgresStore, full_length_id
+from .store import DATABASE_UNAVAILABLE, PostgresStore, full_length_id
+
+logger = logging.getLogger(__name__)
 
 Purpose = Literal["upload", "preview"]
 _ATTACHMENT: TypeAdapter[Attachment] = TypeAdapter(Attachment)
@@ -351,6 +354,16 @@ class AttachmentConverter(ThreadItemConverter):
 # --8<-- [end:converter]
 
 
+async def _database_outage_is_503() -> AsyncIterator[None]:
+    """As on /chatkit: a database that is down or too slow is a 503 the client may retry, never a 500."""
+    try:
+        yield
+    except DATABASE_UNAVAILABLE as exc:
+        logger.warning("database unavailable: %r", exc)
+        message = "the database is unavailable or too slow; retry shortly"
+        raise RequestError(503, "unavailable", message, headers={"Retry-After": "2"}) from None
+
+
 def _content_disposition(kind: str, name: str) -> str:
     return f"{kind}; filename*=UTF-8''{quote(name, safe='')}"
 
@@ -390,7 +403,7 @@ def attachment_router(authenticate: Callable[..., Any], as_context: Callable[[ob
 
     `authenticate` is the dependency that authenticates /chatkit; `as_context` turns its user into a context.
     """
-    router = APIRouter()
+    router = APIRouter(dependencies=[Depends(_database_outage_is_503)])
 
     @router.post("/attachments")
     async def upload_direct(request: Request, user: object = Depends(authenticate)) -> Response:

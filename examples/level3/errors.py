@@ -12,8 +12,8 @@ class RequestError(HTTPException):
     It subclasses HTTPException so that an app that forgot the handler still answers with the status.
     """
 
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(status_code=status, detail=message)
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status_code=status, detail=message, headers=headers)
         self.status = status
         self.code = code
         self.message = message
@@ -21,7 +21,7 @@ class RequestError(HTTPException):
 
 async def request_error_handler(request: Request, exc: RequestError) -> JSONResponse:
     """Register with app.add_exception_handler(RequestError, request_error_handler)."""
-    return JSONResponse({"error": exc.code, "message": exc.message}, status_code=exc.status)
+    return JSONResponse({"error": exc.code, "message": exc.message}, status_code=exc.status, headers=exc.headers)
 
 
 def not_enabled(feature: str) -> RequestError:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import anyio
-from agents import Runner
+from agents import Runner, UserError
 from chatkit.actions import Action
 from chatkit.agents import AgentContext, ThreadItemConverter, stream_agent_response
 from chatkit.errors import CustomStreamError
@@ -107,11 +107,12 @@ class ProductionServer(ChatKitServer[RequestContext]):
         store: Store[RequestContext],
         attachments: PostgresAttachmentStore | None = None,  # None: attachments.* answer 400 not_enabled
         dictation: Dictation | None = None,  # None: input.transcribe answers 400 not_enabled
+        model_timeout: float = 120.0,
     ) -> None:
         super().__init__(store, attachment_store=attachments)
         self.attachments = attachments
         self.dictation = dictation
-        self.agent = build_agent()
+        self.agent = build_agent(model_timeout)
 
     async def transcribe(self, audio_input: AudioInput, context: RequestContext) -> TranscriptionResult:
         if self.dictation is None:
@@ -143,8 +144,15 @@ class ProductionServer(ChatKitServer[RequestContext]):
         input_items = await converter.to_agent_input(history)
         agent_context = AgentContext(thread=thread, store=self.store, request_context=context)
         result = Runner.run_streamed(self.agent, input_items, context=agent_context)
-        async for event in stream_agent_response(agent_context, result):
-            yield event
+        try:
+            async for event in stream_agent_response(agent_context, result):
+                yield event
+        except UserError as exc:
+            # The Agents SDK wraps what a tool's failure handler raises ("Error running tool ...");
+            # unwrap our CustomStreamError so the user reads its message (see tools.end_the_turn).
+            if isinstance(exc.__cause__, CustomStreamError):
+                raise exc.__cause__ from None
+            raise
 
     # --8<-- [end:respond]
 

@@ -38,6 +38,9 @@ class Settings:
     max_body_bytes: int = field(default_factory=lambda: int(os.environ.get("MAX_BODY_BYTES", "1048576")))
     # Agents SDK traces hold conversation content and go to OpenAI: opt in explicitly.
     tracing: bool = field(default_factory=lambda: _flag("CHATKIT_TRACING", False))
+    # Failure bounds: a statement or a new database connection, and a silent model (seconds).
+    database_timeout: float = field(default_factory=lambda: float(os.environ.get("DATABASE_TIMEOUT", "10")))
+    model_timeout: float = field(default_factory=lambda: float(os.environ.get("MODEL_TIMEOUT", "120")))
     # Attachments and dictation (references/attachments-dictation.md).
     # PUBLIC_URL: where browsers reach this server, for upload and preview URLs; unset, the request's own URL.
     public_url: str = field(default_factory=lambda: os.environ.get("PUBLIC_URL", "").rstrip("/"))
@@ -47,7 +50,7 @@ class Settings:
     allowed_attachment_types: tuple[str, ...] = field(
         default_factory=lambda: _list("ALLOWED_ATTACHMENT_TYPES", DEFAULT_ATTACHMENT_TYPES)
     )
-    # Uploads no message uses (and those of deleted threads) are removed once this old.
+    # Uploads that no message uses are removed once this old.
     attachment_ttl_seconds: int = field(default_factory=lambda: int(os.environ.get("ATTACHMENT_TTL_SECONDS", "86400")))
     transcription_model: str = field(
         default_factory=lambda: os.environ.get("TRANSCRIPTION_MODEL", "gpt-4o-mini-transcribe")
