@@ -40,6 +40,14 @@ def model(model_server: ScriptedModel) -> Iterator[ScriptedModel]:
     model_server.reset()
 
 
+@pytest.fixture
+def paced_model(model: ScriptedModel) -> Iterator[ScriptedModel]:
+    """The offline model with 20 ms between streamed events, as a real model paces its tokens."""
+    model.delay = 0.02
+    yield model
+    model.delay = 0.0
+
+
 ClientFactory = Callable[..., httpx.AsyncClient]
 
 

@@ -155,6 +155,18 @@ async def test_a_404_logs_no_traceback(client: httpx.AsyncClient, caplog: pytest
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
+async def test_a_409_for_a_tool_output_nobody_asked_for_logs_no_traceback(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    thread_id, _ = await new_thread(client, "hi")
+    with caplog.at_level(logging.INFO):
+        response = await client.post(
+            CHATKIT, json=request("threads.add_client_tool_output", thread_id=thread_id, result={"city": "Oslo"})
+        )
+    assert response.status_code == 409
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
 # --- tools and widgets ------------------------------------------------------------------------------
 
 
@@ -243,6 +255,26 @@ async def test_action_with_a_bad_payload_is_an_error_event(client: httpx.AsyncCl
     )
     error = {"type": "error", "code": "custom", "message": "That button sent an invalid request.", "allow_retry": False}
     assert events[-1] == error
+
+
+async def test_a_second_click_on_subscribe_changes_nothing(client: httpx.AsyncClient, model: ScriptedModel) -> None:
+    thread_id, widget = await _thread_with_widget(client, model)
+    click = _button(widget["widget"], "Daily forecast")["onClickAction"]
+    body = request("threads.custom_action", thread_id=thread_id, item_id=widget["id"], action=click)
+    await stream(client, body)
+    again = await stream(client, body)  # a double click, or a click on a stale render of the card
+    assert assistant_texts(again) == ["The daily forecast for Paris is already on."]
+    assert "thread.item.replaced" not in [e["type"] for e in again]
+
+
+async def test_a_payload_for_another_record_is_refused(client: httpx.AsyncClient, model: ScriptedModel) -> None:
+    thread_id, widget = await _thread_with_widget(client, model)  # a Paris card
+    action = {"type": "forecast.subscribe", "payload": {"city": "Oslo", "units": "C"}}
+    events = await stream(
+        client, request("threads.custom_action", thread_id=thread_id, item_id=widget["id"], action=action)
+    )
+    assert events[-1]["type"] == "error" and events[-1]["message"] == "That button sent an invalid request."
+    assert "thread.item.replaced" not in [e["type"] for e in events]
 
 
 async def test_action_on_a_non_widget_item_is_400(client: httpx.AsyncClient, model: ScriptedModel) -> None:

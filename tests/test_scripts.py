@@ -69,7 +69,8 @@ def test_make_run_level2_offline_answers_the_printed_command() -> None:
         assert "OFFLINE DEMO replies" in printed
         answer = _run(smoke)
         assert answer.returncode == 0, answer.stderr
-        assert answer.stdout.strip() == "You said: Hello!"
+        assert answer.stdout == "You said: Hello!\n"  # the answer alone, ending with a newline
+        assert answer.stderr.startswith("thread: thr_")  # the rest goes to stderr
 
 
 def test_make_run_level3_starts_postgres_and_prints_a_working_token() -> None:

@@ -74,9 +74,13 @@ def install_log_context() -> None:
 
 
 def _drop_answered_not_found(record: logging.LogRecord) -> bool:
-    # The SDK logs a traceback when a stream fails before its first event; for NotFoundError the
-    # endpoint answers 404, so that traceback is noise (one per mistyped or foreign thread id).
-    return not (record.exc_info and isinstance(record.exc_info[1], NotFoundError))
+    # The SDK logs a traceback when a stream fails before its first event. The endpoint answers those it
+    # maps (404 for NotFoundError; 409 for a client tool output with no tool call pending), so their
+    # tracebacks are noise: one per mistyped id or repeated post.
+    error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, ValueError) and "was not a ClientToolCallItem" in str(error):
+        return False
+    return not isinstance(error, NotFoundError)
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s req=%(request_id)s user=%(user_id)s thread=%(thread_id)s %(message)s"

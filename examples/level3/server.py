@@ -68,6 +68,27 @@ class UnitsPayload(SubscribePayload):
 # --8<-- [end:action-payloads]
 
 
+# --8<-- [start:clicked-card]
+def offered_payload(sender: WidgetItem, action_type: str) -> Any | None:
+    """The payload the stored card offers for `action_type`, or None if it no longer shows that button.
+
+    The server built and stored the card itself, so compare each click with it: a second or stale click
+    (the card changed since it was rendered) and a payload forged for another record change nothing."""
+    pending = [sender.widget.model_dump(mode="json", exclude_none=True)]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            if node.get("type") == action_type and "payload" in node:
+                return node["payload"]
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return None
+
+
+# --8<-- [end:clicked-card]
+
+
 # --8<-- [start:thread-status]
 def refuse_unless_active(thread: ThreadMetadata) -> None:
     """A locked or closed thread only disables the composer in the UI; the server must refuse too."""
@@ -172,6 +193,20 @@ class ProductionServer(ChatKitServer[RequestContext]):
         except ValidationError as exc:
             logger.warning("invalid %s payload: %s", action.type, exc.errors()[:1])
             raise CustomStreamError("That button sent an invalid request.") from exc
+        offered = offered_payload(sender, action.type)
+        if offered is None:  # a second click, or a click on an old render: already done, change nothing
+            yield ThreadItemDoneEvent(
+                item=AssistantMessageItem(
+                    id=self.store.generate_item_id("message", thread, context),
+                    thread_id=thread.id,
+                    created_at=datetime.now(),
+                    content=[AssistantMessageContent(text=f"The daily forecast for {payload.city} is already on.")],
+                )
+            )
+            return
+        if SubscribePayload.model_validate(offered) != payload:  # not what this card's button sends
+            logger.warning("%s payload does not match the clicked card", action.type)
+            raise CustomStreamError("That button sent an invalid request.")
 
         forecast = lookup_forecast(payload.city).in_units(payload.units).model_copy(update={"subscribed": True})
         # Replace the card in place: the server persists it with store.save_item().
