@@ -10,13 +10,14 @@ from typing import Any, Literal
 import anyio
 from agents import Runner, UserError
 from chatkit.actions import Action
-from chatkit.agents import AgentContext, simple_to_agent_input, stream_agent_response
+from chatkit.agents import AgentContext, ThreadItemConverter, stream_agent_response
 from chatkit.errors import CustomStreamError
 from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
 from chatkit.store import Store
 from chatkit.types import (
     AssistantMessageContent,
     AssistantMessageItem,
+    AudioInput,
     ChatKitReq,
     ClientToolCallItem,
     HiddenContextItem,
@@ -26,13 +27,17 @@ from chatkit.types import (
     ThreadItemReplacedEvent,
     ThreadMetadata,
     ThreadStreamEvent,
+    TranscriptionResult,
     UserMessageItem,
     WidgetItem,
     is_streaming_req,
 )
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
+from .attachments import AttachmentConverter, PostgresAttachmentStore
 from .context import RequestContext
+from .dictation import Dictation
+from .errors import not_enabled
 from .tools import build_agent, lookup_forecast
 from .widgets.forecast import forecast_widget
 
@@ -120,9 +125,25 @@ def checked_client_output(call: ClientToolCallItem) -> ClientToolCallItem:
 
 
 class ProductionServer(ChatKitServer[RequestContext]):
-    def __init__(self, store: Store[RequestContext], model_timeout: float = 120.0) -> None:
-        super().__init__(store)
+    # --8<-- [start:server-init]
+    def __init__(
+        self,
+        store: Store[RequestContext],
+        attachments: PostgresAttachmentStore | None = None,  # None: attachments.* answer 400 not_enabled
+        dictation: Dictation | None = None,  # None: input.transcribe answers 400 not_enabled
+        model_timeout: float = 120.0,
+    ) -> None:
+        super().__init__(store, attachment_store=attachments)
+        self.attachments = attachments
+        self.dictation = dictation
         self.agent = build_agent(model_timeout)
+
+    async def transcribe(self, audio_input: AudioInput, context: RequestContext) -> TranscriptionResult:
+        if self.dictation is None:
+            raise not_enabled("dictation requests")
+        return await self.dictation.transcribe(audio_input)
+
+    # --8<-- [end:server-init]
 
     # --8<-- [start:process]
     async def process(
@@ -157,7 +178,9 @@ class ProductionServer(ChatKitServer[RequestContext]):
             if checked is not history[-1]:
                 history[-1] = checked
                 yield ThreadItemReplacedEvent(item=checked)  # stored: later turns see the checked form
-        input_items = await simple_to_agent_input(history)
+        # Attachments reach the model through the converter: images, PDFs and text files, read from PostgreSQL.
+        converter = AttachmentConverter(self.attachments, context) if self.attachments else ThreadItemConverter()
+        input_items = await converter.to_agent_input(history)
         agent_context = AgentContext(thread=thread, store=self.store, request_context=context)
         result = Runner.run_streamed(self.agent, input_items, context=agent_context)
         try:
