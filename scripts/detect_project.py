@@ -829,7 +829,10 @@ def advice(report: dict[str, Any]) -> list[str]:
     if chatkit["routes"]:
         pass  # the endpoint exists: no router to add
     elif not fastapi["apps"]:
-        lines.append("No FastAPI app found: copy a level folder (examples/levelN) as the app.")
+        lines.append(
+            "No FastAPI app found: copy a level folder as the app (examples/level1: no model, one app.py; "
+            "examples/level2: an agent; examples/level3: users and PostgreSQL)."
+        )
     else:
         app = fastapi["apps"][0]
         included = [i for i in fastapi["include_router"] if i["module"] == app["module"]]
@@ -851,7 +854,10 @@ def advice(report: dict[str, Any]) -> list[str]:
         returns = f" (returns {dep['returns']})" if dep["returns"] else ""
         lines.append(
             f"Reuse the auth dependency {dep['name']} from {dep['module']} ({dep['where']}){returns}: the /chatkit "
-            "route takes it and builds the ChatKit context from the user it returns; add no second login."
+            "route takes it and builds the ChatKit context from the user it returns; add no second login. "
+            "Level 3's current_user= wants a user id (str) or a RequestContext: wrap a dependency that returns "
+            "a User or a dict of claims, and map its tenant or team claim too "
+            "(references/production.md#into-an-app-you-already-have)."
         )
     if "fastapi-users" in auth["patterns"]:
         lines.append("fastapi-users: its current_user(...) dependency returns the user model; use str(user.id).")
@@ -869,7 +875,10 @@ def advice(report: dict[str, Any]) -> list[str]:
     if "session-cookie" in auth["patterns"]:
         lines.append("Cookie auth: the ChatKit frontend must send credentials, and CORS must list origins explicitly.")
     if auth["patterns"] == ["none"]:
-        lines.append("No auth found: Level 2 (no users), or Level 3 with its own JWT auth (references/production.md).")
+        lines.append(
+            "No auth found: Level 1 or 2 (no users; Level 1 when no model should answer), or Level 3 with its own "
+            "JWT auth (references/production.md)."
+        )
     created = [
         c for c in db["created"] if c["kind"] in ("pool", "async pool", "AsyncEngine", "Engine", "Engine (sync)")
     ]
