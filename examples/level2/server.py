@@ -16,8 +16,9 @@ from pydantic import TypeAdapter
 
 # --8<-- [end:imports]
 # --8<-- [start:agent]
-# The model name: CHAT_MODEL (your project's own variable: rename it), else OPENAI_DEFAULT_MODEL (the
-# Agents SDK's variable), else the SDK's default. The key is read on the first request, not at import.
+# The model name: CHAT_MODEL (your project's own variable: rename it, and put your project's default in
+# place of get_default_model()), else OPENAI_DEFAULT_MODEL (the Agents SDK's variable), else the SDK's
+# default. The key is read on the first request, not at import.
 assistant = Agent[AgentContext[dict[str, Any]]](
     name="Assistant",
     instructions="You are a concise, friendly assistant. Answer in plain sentences.",

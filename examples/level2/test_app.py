@@ -1,8 +1,9 @@
 """Tests that travel with the Level 2 example: no network, no key, the real openai client.
 
-In your project: `pip install pytest pytest-asyncio`, put scripts/scripted_model_server.py in the folder
-that holds this package (pytest puts that folder on sys.path), configure pytest-asyncio as testing.md
-shows (`asyncio_mode = "auto"`, session loop scopes), then run `python -m pytest` from that folder.
+In your project: `pip install pytest pytest-asyncio httpx` (openai 3.x brings httpx2, not httpx), put
+scripts/scripted_model_server.py in the folder that holds this package (pytest puts that folder on
+sys.path), configure pytest-asyncio as testing.md shows (`asyncio_mode = "auto"`, session loop scopes),
+then run `python -m pytest` from that folder.
 """
 
 from __future__ import annotations
