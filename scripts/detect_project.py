@@ -67,6 +67,7 @@ DB_CALLS = {
     "databases.Database": ("databases", "Database"),
 }
 DB_CALL_NAMES = {name.split(".")[-1] for name in DB_CALLS}
+USER_HEADER = re.compile(r"user|account|identity|principal|member", re.IGNORECASE)
 AUTH_SCHEMES = {"OAuth2PasswordBearer", "OAuth2AuthorizationCodeBearer", "HTTPBearer", "APIKeyCookie", "APIKeyHeader"}
 ROUTE_METHODS = {"get", "post", "put", "patch", "delete", "api_route", "websocket"}
 
@@ -124,6 +125,7 @@ class Scan:
     fastapi_users_deps: list[dict[str, Any]] = field(default_factory=list)
     jwks_urls: list[str] = field(default_factory=list)
     cookies: dict[str, list[str]] = field(default_factory=dict)  # cookie name (or "?") -> where
+    user_headers: dict[str, list[str]] = field(default_factory=dict)  # header naming the user -> where
     session_middleware: list[str] = field(default_factory=list)
     better_auth: list[str] = field(default_factory=list)  # evidence
     env_reads: dict[str, list[str]] = field(default_factory=dict)
@@ -237,6 +239,11 @@ class ModuleVisitor(ast.NodeVisitor):
                 # `session: str = Cookie()` or Annotated[str, Cookie()]: the parameter names the cookie
                 if isinstance(part, ast.Call) and self.qual(part.func).split(".")[-1] == "Cookie":
                     self.cookie(_string(_kwarg(part, "alias")) or argument.arg, self.at(argument))
+                # `x_shop_user: str = Header()`: a gateway or the frontend names the user in a header
+                if isinstance(part, ast.Call) and self.qual(part.func).split(".")[-1] == "Header":
+                    header = _string(_kwarg(part, "alias")) or argument.arg.replace("_", "-")
+                    if USER_HEADER.search(header):
+                        self.scan.user_headers.setdefault(header, []).append(self.at(argument))
         self.generic_visit(node)
         self.stack.pop()
 
@@ -800,6 +807,8 @@ def auth_section(scan: Scan, versions: dict[str, Any]) -> dict[str, Any]:
         patterns.append("session-cookie")
     if scan.imports["fastapi_users"] or "fastapi-users" in versions:
         patterns.append("fastapi-users")
+    if scan.user_headers:
+        patterns.append("user-header")
     return {
         "patterns": patterns or ["none"],
         "dependencies": dependencies,
@@ -809,6 +818,7 @@ def auth_section(scan: Scan, versions: dict[str, Any]) -> dict[str, Any]:
         "cookies": {name: where[:3] for name, where in scan.cookies.items()},
         "session_middleware": scan.session_middleware,
         "better_auth": scan.better_auth[:5],
+        "user_headers": {name: where[:3] for name, where in scan.user_headers.items()},
     }
 
 
@@ -874,6 +884,12 @@ def advice(report: dict[str, Any]) -> list[str]:
         lines.append(f"Users log in with a session cookie ({names}): resolve the user from it in one dependency.")
     if "session-cookie" in auth["patterns"]:
         lines.append("Cookie auth: the ChatKit frontend must send credentials, and CORS must list origins explicitly.")
+    for header, where in list(auth["user_headers"].items())[:1]:
+        lines.append(
+            f"Users are named by the {header} header ({where[0]}): every ChatKit read and write must be scoped by "
+            "it. Level 3's current_user= takes a dependency that returns it; Level 2 has one shared history. "
+            "Refuse a request without it (401); never fall back to a shared 'anonymous' user."
+        )
     if auth["patterns"] == ["none"]:
         lines.append(
             "No auth found: Level 1 or 2 (no users; Level 1 when no model should answer), or Level 3 with its own "

@@ -293,3 +293,23 @@ def test_a_cookie_parameter_names_the_cookie(tmp_path: Path) -> None:
         ("current_account", ["raises 401", "reads a cookie"])
     ]
     assert auth["patterns"] == ["user-dependency", "session-cookie"]
+
+
+def test_a_header_that_names_the_user_is_an_identity(tmp_path: Path) -> None:
+    """A gateway's or frontend's user header is how the app tells users apart: the advice scopes by it."""
+    project = write(
+        tmp_path,
+        {
+            "shop.py": (
+                "from fastapi import FastAPI, Header\n\n"
+                "app = FastAPI()\n\n\n"
+                "@app.post('/orders/{sku}')\n"
+                "async def order(sku: str, x_shop_user: str = Header(), accept_language: str = Header('en')) -> dict:\n"
+                "    return {'sku': sku, 'user': x_shop_user}\n"
+            ),
+        },
+    )
+    report = detect(project)
+    assert report["auth"]["patterns"] == ["user-header"]
+    assert set(report["auth"]["user_headers"]) == {"x-shop-user"}
+    assert advice_about(report, "Users are named by the x-shop-user header")
