@@ -78,3 +78,9 @@ async def pg_dsn(database_url: str) -> AsyncIterator[str]:
     """The DSN of a new, empty database for this test; dropped (connections and all) afterwards."""
     async with fresh_database(database_url) as dsn:
         yield dsn
+
+
+@pytest.fixture(params=["Level 1", "Level 2", "Level 3"])
+def level_and_dsn(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """Each example level in turn, with a fresh database for Level 3 only (see tests/level_apps.py)."""
+    return request.param, request.getfixturevalue("pg_dsn") if request.param == "Level 3" else ""

@@ -14,11 +14,11 @@ from typing import Any
 from agents import set_tracing_disabled
 from chatkit.server import StreamingResult
 from chatkit.store import NotFoundError, Store
-from chatkit.types import ChatKitReq
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
+from .boundary import Refused, admit
 from .server import AgentServer
 from .store import MemoryStore
 
@@ -40,7 +40,6 @@ def disable_tracing_off_openai() -> None:
 
 
 # --8<-- [start:errors]
-_REQUEST = TypeAdapter(ChatKitReq)
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # proxies must not buffer the stream
 
 
@@ -96,11 +95,12 @@ def create_app(store: Store[dict[str, Any]] | None = None) -> FastAPI:
 
     @app.post("/chatkit")
     async def chatkit_endpoint(request: Request) -> Response:
-        body = await request.body()
         try:
-            _REQUEST.validate_json(body)  # process() would raise the same error as a 500
+            _, body = admit(await request.body())  # refusals, text and paging rules: boundary.py
         except ValidationError as exc:
             return error_response(400, "invalid_request", describe(exc))
+        except Refused as exc:
+            return error_response(exc.status, exc.code, str(exc))
         try:
             result = await server.process(body, context={})
         except NotFoundError as exc:

@@ -18,13 +18,13 @@ from typing import Any
 from agents import set_tracing_disabled
 from chatkit.server import StreamingResult
 from chatkit.store import NotFoundError
-from chatkit.types import ChatKitReq
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from .auth import Authenticator, AuthError, CurrentUser, auth_error_handler
+from .boundary import Refused, admit
 from .server import ProductionServer
 from .settings import Settings
 from .store import PostgresStore, create_pool
@@ -66,7 +66,6 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s req=%(request_id)s user=%(user_
 
 
 # --8<-- [start:errors]
-_REQUEST = TypeAdapter(ChatKitReq)
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # proxies must not buffer the stream
 
 
@@ -173,12 +172,13 @@ def chatkit_router(settings: Settings) -> APIRouter:
         _log_fields["request_id"].set(context.request_id)
         _log_fields["user_id"].set(context.user_id)
         try:
-            body = await read_body(request, settings.max_body_bytes)
-            parsed = _REQUEST.validate_json(body)  # process() would raise this as a 500
+            parsed, body = admit(await read_body(request, settings.max_body_bytes))  # see boundary.py
         except BodyTooLarge:
             return error_response(413, "too_large", f"the body exceeds {settings.max_body_bytes} bytes")
         except ValidationError as exc:
             return error_response(400, "invalid_request", describe(exc))
+        except Refused as exc:
+            return error_response(exc.status, exc.code, str(exc))
         if thread_id := getattr(parsed.params, "thread_id", None):
             _log_fields["thread_id"].set(thread_id)
         logger.info("chatkit %s", parsed.type)

@@ -13,11 +13,11 @@ from chatkit.actions import Action
 from chatkit.agents import AgentContext, simple_to_agent_input, stream_agent_response
 from chatkit.errors import CustomStreamError
 from chatkit.server import ChatKitServer
-from chatkit.store import Store
 from chatkit.types import (
     AssistantMessageContent,
     AssistantMessageItem,
     ClientToolCallItem,
+    FeedbackKind,
     HiddenContextItem,
     SyncCustomActionResponse,
     ThreadItem,
@@ -31,6 +31,7 @@ from chatkit.types import (
 from pydantic import BaseModel, Field, ValidationError
 
 from .context import RequestContext
+from .store import PostgresStore
 from .tools import build_agent, lookup_forecast
 from .widgets.forecast import forecast_widget
 
@@ -44,6 +45,12 @@ def title_from(message: UserMessageItem) -> str:
     """A thread title from a message: its text parts, whitespace collapsed, cut to 40 characters."""
     text = " ".join(" ".join(part.text for part in message.content).split())
     return text[:TITLE_LENGTH] or "New chat"
+
+
+# --8<-- [start:action-types]
+STREAMING_ACTIONS = frozenset({"forecast.subscribe"})  # threads.custom_action types that action() handles
+SYNC_ACTIONS = frozenset({"forecast.units"})  # threads.sync_custom_action types that sync_action() handles
+# --8<-- [end:action-types]
 
 
 # --8<-- [start:action-payloads]
@@ -96,8 +103,9 @@ def checked_client_output(call: ClientToolCallItem) -> ClientToolCallItem:
 
 
 class ProductionServer(ChatKitServer[RequestContext]):
-    def __init__(self, store: Store[RequestContext]) -> None:
+    def __init__(self, store: PostgresStore) -> None:
         super().__init__(store)
+        self.store: PostgresStore = store  # feedback needs more than the Store interface
         self.agent = build_agent()
 
     # --8<-- [start:respond]
@@ -196,3 +204,13 @@ class ProductionServer(ChatKitServer[RequestContext]):
         return SyncCustomActionResponse(updated_item=updated)
 
     # --8<-- [end:sync-action]
+
+    # --8<-- [start:feedback]
+    async def add_feedback(
+        self, thread_id: str, item_ids: list[str], feedback: FeedbackKind, context: RequestContext
+    ) -> None:
+        # The SDK's default drops feedback and answers {}. Here it is kept per item and user; an id
+        # that is not the caller's raises NotFoundError, which the endpoint answers with a 404.
+        await self.store.save_feedback(thread_id, item_ids, feedback, context)
+
+    # --8<-- [end:feedback]
