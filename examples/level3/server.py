@@ -10,7 +10,7 @@ from typing import Any, Literal
 import anyio
 from agents import Runner
 from chatkit.actions import Action
-from chatkit.agents import AgentContext, simple_to_agent_input, stream_agent_response
+from chatkit.agents import AgentContext, ThreadItemConverter, stream_agent_response
 from chatkit.errors import CustomStreamError
 from chatkit.server import ChatKitServer
 from chatkit.types import (
@@ -26,8 +26,10 @@ from chatkit.types import (
     ThreadMetadata,
     ThreadStreamEvent,
     UserMessageItem,
+    UserMessageTagContent,
     WidgetItem,
 )
+from openai.types.responses import ResponseInputContentParam, ResponseInputTextParam
 from pydantic import BaseModel, Field, ValidationError
 
 from .context import RequestContext
@@ -102,6 +104,19 @@ def checked_client_output(call: ClientToolCallItem) -> ClientToolCallItem:
 # --8<-- [end:client-output]
 
 
+# --8<-- [start:converter]
+class ToModel(ThreadItemConverter):
+    """Thread items to model input. simple_to_agent_input() raises on an @-mention (an input_tag part),
+    after the message is stored: that thread would fail on every later turn. Give the model the tag."""
+
+    async def tag_to_message_content(self, tag: UserMessageTagContent) -> ResponseInputContentParam:
+        return ResponseInputTextParam(type="input_text", text=f"@{tag.text} (id: {tag.id})")
+
+
+TO_MODEL = ToModel()
+# --8<-- [end:converter]
+
+
 class ProductionServer(ChatKitServer[RequestContext]):
     def __init__(self, store: PostgresStore) -> None:
         super().__init__(store)
@@ -126,7 +141,7 @@ class ProductionServer(ChatKitServer[RequestContext]):
             if checked is not history[-1]:
                 history[-1] = checked
                 yield ThreadItemReplacedEvent(item=checked)  # stored: later turns see the checked form
-        input_items = await simple_to_agent_input(history)
+        input_items = await TO_MODEL.to_agent_input(history)
         agent_context = AgentContext(thread=thread, store=self.store, request_context=context)
         result = Runner.run_streamed(self.agent, input_items, context=agent_context)
         async for event in stream_agent_response(agent_context, result):
