@@ -56,8 +56,15 @@ class Target:
     users: list[User]
     statuses: Counter[int] = field(default_factory=Counter)
 
-    def pool(self) -> list[str]:
-        return sorted(set().union(*(user.ids for user in self.users)))
+    _pools: dict[bool, list[str]] = field(default_factory=lambda: {True: [], False: []})
+
+    def pool(self, threads: bool) -> list[str]:
+        """The thread ids (or the other ids) seen so far, in the order first seen."""
+        if sum(len(user.ids) for user in self.users) != len(self._pools[True]) + len(self._pools[False]):
+            known = set(self._pools[True]) | set(self._pools[False])
+            for new in sorted(set().union(*(user.ids for user in self.users)) - known):
+                self._pools[new.startswith("thr_")].append(new)
+        return self._pools[threads]
 
 
 @pytest.fixture
