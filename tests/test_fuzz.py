@@ -71,7 +71,8 @@ class Target:
 def target(level_and_dsn: tuple[str, str], model: ScriptedModel) -> Iterator[Target]:
     level, pg_dsn = level_and_dsn
     if level == "Level 3":
-        app, users = create_level3(settings_for(pg_dsn)), [User("alice", auth("alice")), User("bob", auth("bob"))]
+        settings = settings_for(pg_dsn, max_body_bytes=1_048_576)  # the default: 1 MB strings reach the store
+        app, users = create_level3(settings), [User("alice", auth("alice")), User("bob", auth("bob"))]
     else:
         app, users = (create_level1() if level == "Level 1" else create_level2()), [User("me", {})]
     with serve(app) as base_url:
