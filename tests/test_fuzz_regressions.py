@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from chatkit_protocol import add_message, assistant_texts, create_thread, stream
+from chatkit_protocol import CHATKIT, add_message, assistant_texts, create_thread, new_thread, request, stream
 from level_apps import level_client
 from scripted_model_server import ScriptedModel
 
@@ -33,3 +33,13 @@ async def test_an_at_mention_reaches_the_model_and_the_thread_keeps_working(
     assert len(assistant_texts(again)) == 1 and not [e for e in again if e["type"] == "error"]
     if model.requests:  # Level 1 has no model
         assert "@Oslo (id: city_7)" in json.dumps(model.requests[0]["input"])
+
+
+@pytest.mark.parametrize("kind", ["threads.custom_action", "threads.sync_custom_action"])
+async def test_an_action_without_a_type_is_400(client: httpx.AsyncClient, kind: str) -> None:
+    """Found by the fuzzer: chatkit's Action gives a missing "type" its TypeVar as the default, so
+    {"action": {}} validates, and Level 3's check of the action type raised TypeError (a 500)."""
+    thread_id, _ = await new_thread(client)
+    response = await client.post(CHATKIT, json=request(kind, thread_id=thread_id, action={}))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] in ("not_enabled", "invalid_request")  # Levels 1-2: no actions at all

@@ -114,6 +114,8 @@ def check_action(request: ThreadsCustomActionReq | ThreadsSyncCustomActionReq) -
     anything runs (inside action() it could only be an error event in a 200 stream)."""
     handled = STREAMING_ACTIONS if isinstance(request, ThreadsCustomActionReq) else SYNC_ACTIONS
     action = request.params.action.type
+    if not isinstance(action, str):  # chatkit's Action makes a missing "type" default to its TypeVar
+        raise Refused(400, "invalid_request", "params.action.type: Field required")
     if action not in handled:
         raise Refused(400, "invalid_action", f"{request.type} does not handle action {action[:100]!r}")
     if request.params.item_id is None:
