@@ -8,12 +8,12 @@ LEVEL ?= 2
 PORT ?= 8000
 PG_BIN_GLOB := /usr/lib/postgresql/*/bin/initdb
 
-.PHONY: run test fuzz lint fmt docs docs-build docs-sync bench deps postgres clean
+.PHONY: run test fuzz lint fmt docs docs-build docs-check docs-sync bench scaleout deps postgres nginx chromium clean
 
 run: deps $(if $(filter 3,$(LEVEL)),postgres) ## start example LEVEL (default 2) on localhost:$(PORT)
 	$(BIN)/python scripts/run_example.py --level $(LEVEL) --port $(PORT)
 
-test: deps postgres ## the whole suite: examples over HTTP, real PostgreSQL, docs drift, mkdocs --strict, ruff
+test: deps postgres nginx chromium ## the whole suite: examples over HTTP, real PostgreSQL, nginx and a browser, docs drift, mkdocs --strict, ruff
 	OPENAI_AGENTS_DISABLE_TRACING=1 $(BIN)/python -m pytest -q
 
 FUZZ_EXAMPLES ?= 20000
@@ -32,11 +32,17 @@ docs: deps ## serve the site on localhost:8001
 docs-build: deps
 	$(BIN)/mkdocs build --strict
 
+docs-check: deps chromium ## build the site strictly, check every internal link and anchor, check it in Chromium
+	$(BIN)/python -m pytest -q tests/test_site.py
+
 docs-sync: deps ## rewrite every Python block in SKILL.md and references/ from its source region
 	$(BIN)/python tests/docs_snippets.py --write
 
 bench: deps postgres
 	$(BIN)/python bench/run.py
+
+scaleout: deps postgres ## Level 3 on two instances, then on --workers 2: 200 conversations x 5 turns, read back from PostgreSQL
+	$(BIN)/python bench/scaleout.py
 
 deps: $(STAMP)
 
@@ -50,6 +56,11 @@ $(STAMP): pyproject.toml
 
 postgres: ## PostgreSQL server binaries (the tests and LEVEL=3 start their own cluster on loopback)
 	@ls $(PG_BIN_GLOB) >/dev/null 2>&1 || $(call apt,postgresql)
+
+nginx: ## nginx, for the tests that stream through a real reverse proxy (each starts its own, on loopback)
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || $(call apt,nginx)
+chromium: ## Debian's Chromium for the browser tests (Playwright launches it; it never downloads a browser)
+	@[ -x /usr/bin/chromium ] || $(call apt,chromium)
 
 clean:
 	rm -rf $(VENV) site var

@@ -2,6 +2,7 @@
 
     python scripts/local_postgres.py                 # a throwaway cluster until Ctrl-C; prints its URL
     python scripts/local_postgres.py --dir var/pg    # a persistent cluster in var/pg (created on first use)
+    python scripts/local_postgres.py --port 5433     # either kind, on the port you choose
 
 Debian: `apt-get install postgresql` provides the binaries (`make test` and `make run LEVEL=3` do it).
 initdb and postgres refuse to run as root, so as root they run as the `postgres` system user (created by
@@ -81,8 +82,11 @@ def _run(command: list[str]) -> None:
 
 # --8<-- [start:throwaway]
 @contextmanager
-def throwaway_cluster(attempts: int = 3) -> Iterator[str]:
-    """Start a private cluster and yield its URL (database `postgres`, user `postgres`, no password)."""
+def throwaway_cluster(attempts: int = 3, port: int | None = None) -> Iterator[str]:
+    """Start a private cluster and yield its URL (database `postgres`, user `postgres`, no password).
+
+    Without `port`, it picks a free one.
+    """
     bindir = server_bindir()
     base = Path(tempfile.mkdtemp(prefix="chatkit-pg-"))
     data, log = base / "data", base / "server.log"
@@ -92,20 +96,21 @@ def throwaway_cluster(attempts: int = 3) -> Iterator[str]:
         initdb = [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8"]
         _run([*prefix, *initdb, "--no-sync"])
         pg_ctl = [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-t", "30"]
-        for attempt in range(attempts):
-            # The port is free now, but another process may bind it first: then try another one.
-            port = _free_port()
-            options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 {_FAST}"
+        tries = 1 if port else attempts  # a port the caller chose is tried once, and its failure reported
+        for attempt in range(tries):
+            # A port free now may be bound by another process first: then try another one.
+            chosen = port or _free_port()
+            options = f"-p {chosen} -k {base} -c listen_addresses=127.0.0.1 {_FAST}"
             try:
                 _run([*pg_ctl, "-l", str(log), "-o", options, "start"])
             except RuntimeError as exc:
-                if attempt == attempts - 1:
+                if attempt == tries - 1:
                     server_log = log.read_text(errors="replace") if log.exists() else "(no log)"
                     raise RuntimeError(f"PostgreSQL did not start; its log:\n{server_log}") from exc
                 continue
             started = True
             break
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield f"postgresql://postgres@127.0.0.1:{chosen}/postgres"
     finally:
         if started:
             # Immediate: the data is thrown away, so there is nothing to flush.
@@ -145,16 +150,57 @@ async def fresh_database(server_url: str) -> AsyncIterator[str]:
 
 @dataclass
 class Cluster:
-    """A running cluster: its URL and how to stop it."""
+    """A running cluster: its URL and how to stop (and start) it."""
 
     url: str
     data: Path
     prefix: list[str]
     bindir: Path
+    options: str = ""  # the server options start() passes (port, socket directory, settings)
+
+    def _pg_ctl(self) -> list[str]:
+        return [*self.prefix, str(self.bindir / "pg_ctl"), "-D", str(self.data), "-w", "-t", "30"]
 
     def stop(self) -> None:
-        pg_ctl = [*self.prefix, str(self.bindir / "pg_ctl"), "-D", str(self.data), "-w", "-t", "30"]
-        subprocess.run([*pg_ctl, "-m", "fast", "stop"], capture_output=True, timeout=60)
+        subprocess.run([*self._pg_ctl(), "-m", "fast", "stop"], capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        _run([*self._pg_ctl(), "-l", str(self.data.parent / "server.log"), "-o", self.options, "start"])
+
+
+@contextmanager
+def restartable_cluster() -> Iterator[Cluster]:
+    """A throwaway cluster that a test may stop() and start() again, on the same port: an outage."""
+    bindir = server_bindir()
+    base = Path(tempfile.mkdtemp(prefix="chatkit-pg-"))
+    try:
+        prefix = _as_server_user(base)
+        data = base / "data"
+        _run(
+            [
+                *prefix,
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]
+        )
+        port = _free_port()
+        options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 {_FAST}"
+        cluster = Cluster(f"postgresql://postgres@127.0.0.1:{port}/postgres", data, prefix, bindir, options)
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            subprocess.run([*cluster._pg_ctl(), "-m", "immediate", "stop"], capture_output=True, timeout=60)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _reachable_by_server_user(directory: Path) -> Path:
@@ -193,11 +239,11 @@ def persistent_cluster(directory: Path, port: int = 54329) -> Cluster:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", type=Path, help="keep the data here (default: a temporary directory, deleted)")
-    parser.add_argument("--port", type=int, default=54329, help="port for --dir clusters (default: 54329)")
+    parser.add_argument("--port", type=int, help="the port to listen on (default: 54329 with --dir, else a free one)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the cluster on SIGTERM too
     if args.dir:
-        cluster = persistent_cluster(args.dir, args.port)
+        cluster = persistent_cluster(args.dir, args.port or 54329)
         print(f"DATABASE_URL={cluster.url}", flush=True)
         try:
             signal.pause()
@@ -206,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             cluster.stop()
         return 0
-    with throwaway_cluster() as url:
+    with throwaway_cluster(port=args.port) as url:
         print(f"DATABASE_URL={url}", flush=True)
         try:
             signal.pause()

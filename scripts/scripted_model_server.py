@@ -1,15 +1,17 @@
-"""An offline, OpenAI-compatible model server that speaks the Responses API.
+"""An offline, OpenAI-compatible model server: the Responses API and Chat Completions, one script for both.
 
 Point any app that uses the official ``openai`` client (and so the Agents SDK) at it with
 ``OPENAI_BASE_URL=http://127.0.0.1:8765/v1`` and any non-empty ``OPENAI_API_KEY``. No network, no
-key, deterministic replies:
+key, deterministic replies. ``POST /v1/responses`` and ``POST /v1/chat/completions`` answer alike:
 
 * by default it answers ``You said: <last user text>``; after a tool ran it answers
   ``Tool result: <output>``;
 * a user message ``/call <tool> {json}`` makes it call that tool (if the request offers it);
-* scripted turns, queued with ``POST /_scripted/turns``, win over the default;
-* every request it received is kept, ``GET /_scripted/requests`` returns them;
-* ``POST /v1/chat/completions`` answers the same turns as Chat Completions chunks, for clients on that API.
+* scripted turns, queued with ``POST /_scripted/turns``, win over the default; either endpoint takes
+  the next one;
+* streamed answers split text into word deltas, with ``--delay`` seconds between streamed events on
+  both endpoints (a Responses event, or a Chat Completions chunk);
+* every request it received is kept, ``GET /_scripted/requests`` returns them.
 
 Run ``python scripts/scripted_model_server.py --help``.
 """
@@ -117,9 +119,11 @@ class ScriptedModel:
         self.requests: list[dict[str, Any]] = []
         self.gate: threading.Event | None = None
         self.hold_at = 0
+        self.delay = 0.0  # seconds between streamed events, on both endpoints; tests may change it
+        self.drop_at: int | None = None
 
     def script(self, *turns: list[Output]) -> None:
-        """Queue whole model turns; each request to /v1/responses consumes one."""
+        """Queue whole model turns; each request to /v1/responses or /v1/chat/completions consumes one."""
         self.turns.extend(turns)
 
     def fail_next(self, status: int = 500) -> None:
@@ -129,14 +133,23 @@ class ScriptedModel:
     def hold_next(self, after_events: int = 0) -> threading.Event:
         """Hold the next streamed answer, after `after_events` events, until the returned event is set.
 
+        `after_events` counts the wire frames this server sends before it waits: Responses events
+        (`response.created` is event 0; `stream_events()` lists them all) on /v1/responses, chunks on
+        /v1/chat/completions (`chat_chunks()`; chunk 0 carries only the role). 0 holds the whole answer.
         Shows that streaming is live, or leaves a reply half-sent (to test the stop button)."""
         self.gate, self.hold_at = threading.Event(), after_events
         return self.gate
+
+    def drop_next(self, after_events: int) -> None:
+        """Cut the next streamed answer after `after_events` events: the connection closes mid-body,
+        as when the API or a proxy on the way drops it."""
+        self.drop_at = after_events
 
     def reset(self) -> None:
         self.turns.clear()
         self.requests.clear()
         self.gate = None
+        self.drop_at = None
 
     def next_turn(self, body: dict[str, Any]) -> list[Output] | int:
         self.requests.append(body)
@@ -262,6 +275,26 @@ def scripted_failure(status: int) -> JSONResponse:
 def create_app(model: ScriptedModel | None = None, delay: float = 0.0) -> Starlette:
     """The ASGI app; ``delay`` seconds between streamed events make incremental delivery visible."""
     state = model or ScriptedModel()
+    if delay:
+        state.delay = delay
+
+    def paced(frames: list[bytes]) -> AsyncIterator[bytes]:
+        """Stream frames with state.delay between them, holding where hold_next() and cutting where drop_next() said."""
+        gate, hold_at, state.gate = state.gate, state.hold_at, None
+        drop_at, state.drop_at = state.drop_at, None
+
+        async def sse() -> AsyncIterator[bytes]:
+            for index, frame in enumerate(frames):
+                if gate is not None and index == hold_at:
+                    await asyncio.to_thread(gate.wait, 30)
+                if index == drop_at:
+                    # uvicorn closes the connection without the final chunk: the client sees a cut body.
+                    raise ConnectionAbortedError("scripted drop")
+                yield frame
+                if state.delay:
+                    await asyncio.sleep(state.delay)
+
+        return sse()
 
     async def responses(request: Request) -> Response:
         body = await request.json()
@@ -271,17 +304,8 @@ def create_app(model: ScriptedModel | None = None, delay: float = 0.0) -> Starle
         if not body.get("stream"):
             return JSONResponse(_response(body, turn, "completed"))
 
-        gate, hold_at, state.gate = state.gate, state.hold_at, None
-
-        async def sse() -> AsyncIterator[bytes]:
-            for index, event in enumerate(stream_events(body, turn)):
-                if gate is not None and index == hold_at:
-                    await asyncio.to_thread(gate.wait, 30)
-                yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
-                if delay:
-                    await asyncio.sleep(delay)
-
-        return StreamingResponse(sse(), media_type="text/event-stream")
+        frames = [f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in stream_events(body, turn)]
+        return StreamingResponse(paced(frames), media_type="text/event-stream")
 
     async def chat_completions(request: Request) -> Response:
         body = await request.json()
@@ -296,12 +320,8 @@ def create_app(model: ScriptedModel | None = None, delay: float = 0.0) -> Starle
             choice = {"index": 0, "message": message, "finish_reason": chunks[-1]["choices"][0]["finish_reason"]}
             return JSONResponse({**chunks[0], "object": "chat.completion", "choices": [choice]})
 
-        async def sse() -> AsyncIterator[bytes]:
-            for chunk in chunks:
-                yield f"data: {json.dumps(chunk)}\n\n".encode()
-            yield b"data: [DONE]\n\n"
-
-        return StreamingResponse(sse(), media_type="text/event-stream")
+        frames = [f"data: {json.dumps(chunk)}\n\n".encode() for chunk in chunks] + [b"data: [DONE]\n\n"]
+        return StreamingResponse(paced(frames), media_type="text/event-stream")
 
     async def add_turns(request: Request) -> Response:
         payload = await request.json()
@@ -370,7 +390,8 @@ def serve_app_in_background(app: Any, port: int = 0) -> Iterator[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=(
-            "Serve an offline, scripted OpenAI Responses API. Then run your ChatKit backend with "
+            "Serve an offline, scripted OpenAI-compatible model: POST /v1/responses and /v1/chat/completions, "
+            "answering alike. Then run your ChatKit backend with "
             "OPENAI_BASE_URL=http://HOST:PORT/v1 OPENAI_API_KEY=offline OPENAI_AGENTS_DISABLE_TRACING=1."
         ),
         epilog=(

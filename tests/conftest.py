@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import Any
 
@@ -37,6 +38,14 @@ def model(model_server: ScriptedModel) -> Iterator[ScriptedModel]:
     model_server.reset()
     yield model_server
     model_server.reset()
+
+
+@pytest.fixture
+def paced_model(model: ScriptedModel) -> Iterator[ScriptedModel]:
+    """The offline model with 20 ms between streamed events, as a real model paces its tokens."""
+    model.delay = 0.02
+    yield model
+    model.delay = 0.0
 
 
 ClientFactory = Callable[..., httpx.AsyncClient]
@@ -78,6 +87,23 @@ async def pg_dsn(database_url: str) -> AsyncIterator[str]:
     """The DSN of a new, empty database for this test; dropped (connections and all) afterwards."""
     async with fresh_database(database_url) as dsn:
         yield dsn
+
+
+@pytest.fixture(scope="session")
+async def level3_instances(database_url: str) -> AsyncIterator[tuple[list[str], str]]:
+    """Two Level 3 instances under real uvicorn processes on one database: (their URLs, its DSN).
+
+    Shared by the tests that need a real server (a proxy in front, a dropped connection, scale-out),
+    because each process takes seconds to start. Tokens are signed with test_level3.SECRET.
+    """
+    from live_server import serve_process
+    from test_level3 import SECRET
+
+    async with fresh_database(database_url) as dsn:
+        env = {"DATABASE_URL": dsn, "JWT_SECRET": SECRET}
+        with ExitStack() as stack, ThreadPoolExecutor(2) as starter:  # the two start side by side
+            servers = [serve_process("level3.app:app", env=env) for _ in range(2)]
+            yield list(starter.map(stack.enter_context, servers)), dsn
 
 
 @pytest.fixture(params=["Level 1", "Level 2", "Level 3"])

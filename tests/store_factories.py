@@ -22,7 +22,9 @@ from chatkit.store import Store
 from level1.app import MemoryStore as Level1MemoryStore
 from level2.store import MemoryStore as Level2MemoryStore
 from level3.context import RequestContext
+from level3.sqlalchemy_store import SQLAlchemyStore
 from level3.store import PostgresStore, create_pool, create_schema
+from sqlalchemy.ext.asyncio import create_async_engine
 
 
 @dataclass
@@ -73,6 +75,23 @@ async def level3_postgres_on_app_pool(dsn: str) -> AsyncIterator[StoreSubject]:
         yield StoreSubject(PostgresStore(pool), lambda user_id, tenant_id: RequestContext(user_id, tenant_id))
     finally:
         await pool.close()
+
+
+def asyncpg_engine_url(dsn: str) -> str:
+    """A postgresql:// DSN as SQLAlchemy's URL for the asyncpg driver."""
+    return "postgresql+asyncpg://" + dsn.removeprefix("postgresql://").removeprefix("postgres://")
+
+
+@asynccontextmanager
+async def level3_sqlalchemy(dsn: str) -> AsyncIterator[StoreSubject]:
+    """SQLAlchemyStore on an AsyncEngine the app made (asyncpg driver), with the schema created at startup."""
+    engine = create_async_engine(asyncpg_engine_url(dsn), pool_size=4)
+    try:
+        store = SQLAlchemyStore(engine)
+        await store.create_schema()
+        yield StoreSubject(store, lambda user_id, tenant_id: RequestContext(user_id, tenant_id))
+    finally:
+        await engine.dispose()
 
 
 # What a CHATKIT_STORE_FACTORY target looks like. test_store_contract.py runs the suite through these

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import level2.server
@@ -49,3 +53,12 @@ async def test_tool_calls_work_through_chat_completions(client: httpx.AsyncClien
     _, events = await new_thread(client, "Where is my order A17?")
     assert assistant_texts(events) == ["Tool result: order A17 has shipped"]
     assert model.requests[-1]["messages"][-1]["role"] == "tool"
+
+
+def test_the_model_is_made_at_import_without_a_key() -> None:
+    """server.py calls chat_completions_model() at import: the app must still start without OPENAI_API_KEY."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    probe = "from level2.chat_completions import chat_completions_model; chat_completions_model('llama3.1')"
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=examples, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,7 +16,7 @@ import pytest
 from chatkit.types import ThreadItem
 from chatkit_protocol import CHATKIT, assistant_texts, create_thread, new_thread, stream_past_a_gate
 from level1.app import MemoryStore, create_app
-from live_server import serve
+from live_server import serve, serve_process
 
 
 async def test_hello_world_reply(asgi_client: Callable[..., httpx.AsyncClient]) -> None:
@@ -57,3 +61,14 @@ async def test_memory_store_refuses_a_context_without_user_id() -> None:
     await store.load_threads(10, None, "desc", {})  # the single-user demo
     with pytest.raises(TypeError, match="user_id"):
         await store.load_threads(10, None, "desc", {"user": "alice"})
+
+
+def test_level1_runs_as_a_single_top_level_app_py(tmp_path: Path) -> None:
+    """SKILL.md: Level 1 also works copied alone as app.py and started with `uvicorn app:app`."""
+    shutil.copy(Path(__file__).resolve().parent.parent / "examples" / "level1" / "app.py", tmp_path / "app.py")
+    with serve_process("app:app", cwd=str(tmp_path)) as base_url:
+        smoke = [sys.executable, "scripts/chatkit_smoke.py", "--url", f"{base_url}/chatkit", "Hi"]
+        root = Path(__file__).resolve().parent.parent
+        out = subprocess.run(smoke, cwd=root, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "Hello, world!\n"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -122,3 +126,15 @@ async def test_uvicorn_streams_incrementally(model: ScriptedModel) -> None:
         first, rest = await stream_past_a_gate(base_url, create_thread("hi"), gate)
     assert first["type"] == "thread.created"
     assert assistant_texts(rest) == ["You said: hi"]
+
+
+@pytest.mark.parametrize(("env", "expected"), [({"CHAT_MODEL": "my-model"}, "my-model"), ({}, "sdk-default")])
+def test_the_model_name_comes_from_the_projects_own_variable(env: dict[str, str], expected: str) -> None:
+    """CHAT_MODEL first, then the SDK's OPENAI_DEFAULT_MODEL (here standing in for the SDK's default)."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("CHAT_MODEL", "OPENAI_DEFAULT_MODEL")}
+    probe = "import level2.server as s; print(s.assistant.model)"
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    run_env = {**clean, "OPENAI_DEFAULT_MODEL": "sdk-default", **env}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=examples, env=run_env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == expected

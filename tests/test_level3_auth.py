@@ -72,7 +72,8 @@ def build_app(authenticator: Authenticator) -> FastAPI:
 
 def claims(**overrides: Any) -> dict[str, Any]:
     now = int(time.time())
-    base = {"sub": "user-1", "tenant_id": "acme", "roles": ["admin", "viewer"], "iat": now, "exp": now + 300}
+    # An hour: parametrized tokens are made at collection, and a loaded machine's suite can take minutes.
+    base = {"sub": "user-1", "tenant_id": "acme", "roles": ["admin", "viewer"], "iat": now, "exp": now + 3600}
     return base | overrides
 
 

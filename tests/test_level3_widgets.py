@@ -8,6 +8,8 @@ widgets against the SDK's strict component models instead.
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 import warnings
 from typing import Any
 
@@ -60,6 +62,15 @@ def test_typed_widget_classes_are_deprecated_but_valid() -> None:
     with pytest.warns(DeprecationWarning, match="WidgetTemplate"):
         card = forecast_card(forecast, icon_url="https://example.com/sunny.png")
     assert strictly(card.model_dump(exclude_none=True)) == "Card"
+
+
+def test_importing_chatkit_already_warns() -> None:
+    """The warning fires when chatkit.widgets is imported (chatkit.types imports it), not only on use."""
+    probe = [sys.executable, "-W", "error::DeprecationWarning", "-c", "import chatkit.server"]
+    out = subprocess.run(probe, capture_output=True, text=True)
+    assert out.returncode != 0 and "Direct usage of named widget classes" in out.stderr
+    ignored = [sys.executable, "-W", "ignore:Direct usage of named widget classes:DeprecationWarning"]
+    assert subprocess.run([*ignored, *probe[3:]], capture_output=True).returncode == 0
 
 
 def test_progress_icons_are_valid() -> None:

@@ -97,3 +97,17 @@ async def test_chat_completions_stream_and_tool_calls(model: ScriptedModel, open
     messages = [{"role": "tool", "tool_call_id": call.id, "content": "42"}]
     after = await openai_client.chat.completions.create(model="m", messages=messages)
     assert after.choices[0].message.content == "Tool result: 42"
+
+
+async def test_chat_completions_hold_like_responses(model: ScriptedModel, openai_client: AsyncOpenAI) -> None:
+    gate = model.hold_next(after_events=2)  # chunk 0 (the role) and chunk 1 (the first word) go out first
+    messages = [{"role": "user", "content": "a b"}]
+    stream = await openai_client.chat.completions.create(model="m", messages=messages, stream=True)  # type: ignore[arg-type]
+    chunks = aiter(stream)
+    await anext(chunks)
+    first_word = await anext(chunks)
+    assert not gate.is_set(), "the first word arrived only after the answer was released"
+    assert first_word.choices[0].delta.content == "You"
+    gate.set()
+    rest = [c.choices[0].delta.content or "" async for c in chunks]
+    assert "".join(rest) == " said: a b"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shlex
 import shutil
@@ -68,7 +69,8 @@ def test_make_run_level2_offline_answers_the_printed_command() -> None:
         assert "OFFLINE DEMO replies" in printed
         answer = _run(smoke)
         assert answer.returncode == 0, answer.stderr
-        assert answer.stdout.strip() == "You said: Hello!"
+        assert answer.stdout == "You said: Hello!\n"  # the answer alone, ending with a newline
+        assert answer.stderr.startswith("thread: thr_")  # the rest goes to stderr
 
 
 def test_make_run_level3_starts_postgres_and_prints_a_working_token() -> None:
@@ -117,3 +119,27 @@ def test_run_example_serves_a_copied_example_as_your_own_app(tmp_path: Path) -> 
         answer = _run(smoke, cwd=tmp_path)
         assert answer.returncode == 0, answer.stderr
         assert answer.stdout.strip() == "You said: Hello!"
+
+
+async def _server_port(url: str) -> str:
+    import asyncpg
+
+    connection = await asyncpg.connect(url)
+    try:
+        return str(await connection.fetchval("SHOW port"))
+    finally:
+        await connection.close()
+
+
+def test_local_postgres_listens_on_the_port_it_is_given() -> None:
+    port = free_port()
+    command = [sys.executable, "scripts/local_postgres.py", "--port", str(port)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        printed = _wait_for_output(process, "DATABASE_URL=")
+        url = printed.strip().splitlines()[-1].removeprefix("DATABASE_URL=")
+        assert url == f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        assert asyncio.run(_server_port(url)) == str(port)
+    finally:
+        process.send_signal(signal.SIGTERM)  # the script stops its cluster on SIGTERM
+        assert process.wait(timeout=60) == 0

@@ -66,6 +66,7 @@ from chatkit.types import (
     WidgetItem,
 )
 from chatkit.widgets import WidgetTemplate
+from level3.sqlalchemy_store import SQLAlchemyStore
 from level3.store import PostgresStore, create_pool, create_schema
 from pydantic import TypeAdapter
 
@@ -76,6 +77,7 @@ PROJECT_STORES: dict[str, Callable[..., Any]] = {
     "level2-memory": store_factories.level2_memory,
     "level3-postgres": store_factories.level3_postgres,  # create_pool(): a plain pool, no codecs
     "level3-postgres-app-pool": store_factories.level3_postgres_on_app_pool,
+    "level3-sqlalchemy": store_factories.level3_sqlalchemy,  # SQLAlchemyStore on an AsyncEngine
 }
 SUBJECTS = [*PROJECT_STORES, *(["custom"] if os.environ.get(ENV) else [])]
 
@@ -602,7 +604,7 @@ async def test_generated_ids_keep_the_sdk_prefixes_and_do_not_repeat(subject: An
     assert len(set(ids)) == len(ids)
 
     overridden = type(store).generate_item_id is not Store.generate_item_id
-    if isinstance(store, PostgresStore):
+    if isinstance(store, PostgresStore | SQLAlchemyStore):
         assert overridden, "a table all users share needs more than the SDK's 32-bit ids"
     if overridden:
         # At least 128 bits: the SDK default (8 hex digits) collides at ~77,000 ids with even odds.

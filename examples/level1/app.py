@@ -1,6 +1,7 @@
 """Level 1: a ChatKit server that answers every message with "Hello, world!".
 
 Run from the folder that holds this package:  uvicorn level1.app:app --port 8000
+It imports nothing of its own, so it also runs copied alone as app.py:  uvicorn app:app --port 8000
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import Any
 from agents import set_tracing_disabled
 from chatkit.server import StreamingResult
 from chatkit.store import NotFoundError, Store
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
@@ -26,14 +26,13 @@ logger = logging.getLogger(__name__)
 
 
 # --8<-- [start:tracing]
-def disable_tracing_off_openai() -> None:
-    """Agents SDK traces carry the conversation and go to OpenAI, whatever OPENAI_BASE_URL says.
+def configure_tracing() -> None:
+    """Agents SDK traces carry the conversation to OpenAI, whatever OPENAI_BASE_URL says: off unless CHATKIT_TRACING=1.
 
-    Keep them only when OpenAI is both the model backend and the trace destination.
+    set_tracing_disabled() overrides OPENAI_AGENTS_DISABLE_TRACING, so CHATKIT_TRACING alone decides.
     """
-    base_url = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
-    if not os.environ.get("OPENAI_API_KEY") or not base_url.startswith("https://api.openai.com"):
-        set_tracing_disabled(True)
+    enabled = os.environ.get("CHATKIT_TRACING", "").strip().lower() in {"1", "true", "yes", "on"}
+    set_tracing_disabled(not enabled)
 
 
 # --8<-- [end:tracing]
@@ -87,13 +86,13 @@ async def guarded_stream(result: StreamingResult) -> Response:
 
 
 # --8<-- [start:endpoint]
-def create_app(store: Store[dict[str, Any]] | None = None) -> FastAPI:
-    """The ASGI app; pass a store to share one between app instances (or to use your own)."""
-    disable_tracing_off_openai()
+def chatkit_router(store: Store[dict[str, Any]] | None = None) -> APIRouter:
+    """POST /chatkit as a router; pass a store to share one between apps (or to use your own)."""
+    configure_tracing()
     server = AgentServer(store=store or MemoryStore())
-    app = FastAPI(title="ChatKit level 2")
+    router = APIRouter()
 
-    @app.post("/chatkit")
+    @router.post("/chatkit")
     async def chatkit_endpoint(request: Request) -> Response:
         try:
             _, body = admit(await request.body())  # refusals, text and paging rules: boundary.py
@@ -109,6 +108,18 @@ def create_app(store: Store[dict[str, Any]] | None = None) -> FastAPI:
             return await guarded_stream(result)
         return Response(content=result.json, media_type="application/json")
 
+    return router
+
+
+def add_chatkit(app: FastAPI, store: Store[dict[str, Any]] | None = None) -> None:
+    """Add Level 2 to an existing app: it keeps its own routes, lifespan and middleware."""
+    app.include_router(chatkit_router(store))
+
+
+def create_app(store: Store[dict[str, Any]] | None = None) -> FastAPI:
+    """The standalone app."""
+    app = FastAPI(title="ChatKit level 2")
+    add_chatkit(app, store)
     return app
 
 

@@ -6,12 +6,12 @@ last. And the SDK's Chat Completions converter rejects the `output_text` parts t
 earlier answers, so every second turn fails. This wrapper fixes both at the model, so respond() and the
 rest of Level 2 stay as they are:
 
-    assistant.model = chat_completions_model("llama3.1")   # in server.py; reads OPENAI_BASE_URL/KEY
+    assistant.model = chat_completions_model("llama3.1")   # in server.py; OPENAI_BASE_URL/KEY read at the first call
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from uuid import uuid4
 
@@ -66,8 +66,16 @@ class ChatKitIds:
 class ChatKitCompatibleModel(Model):
     """Wraps a Chat Completions-backed Agents SDK model so that ChatKit gets unique ids."""
 
-    def __init__(self, inner: Model) -> None:
-        self.inner = inner
+    def __init__(self, make_inner: Callable[[], Model]) -> None:
+        self._make_inner = make_inner
+        self._inner: Model | None = None
+
+    @property
+    def inner(self) -> Model:
+        # Built at the first model call, not at import: the app starts without OPENAI_API_KEY.
+        if self._inner is None:
+            self._inner = self._make_inner()
+        return self._inner
 
     async def get_response(self, system_instructions: Any, input: Any, *args: Any, **kwargs: Any) -> ModelResponse:
         response = await self.inner.get_response(system_instructions, _plain_history(input), *args, **kwargs)
@@ -84,8 +92,8 @@ class ChatKitCompatibleModel(Model):
 
 
 def chat_completions_model(name: str) -> Model:
-    """A model for `Agent(model=...)`; the client reads OPENAI_BASE_URL and OPENAI_API_KEY now."""
-    return ChatKitCompatibleModel(OpenAIChatCompletionsModel(model=name, openai_client=AsyncOpenAI()))
+    """A model for `Agent(model=...)`; its client reads OPENAI_BASE_URL and OPENAI_API_KEY at the first call."""
+    return ChatKitCompatibleModel(lambda: OpenAIChatCompletionsModel(model=name, openai_client=AsyncOpenAI()))
 
 
 # --8<-- [end:chat-completions]

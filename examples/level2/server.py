@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 # --8<-- [start:imports]
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,12 +16,12 @@ from openai.types.responses import ResponseInputContentParam, ResponseInputTextP
 
 # --8<-- [end:imports]
 # --8<-- [start:agent]
-# The model name comes from OPENAI_DEFAULT_MODEL, the Agents SDK's own variable
-# (unset: the SDK's default). The key is read on the first request, not at import.
+# The model name: CHAT_MODEL (your project's own variable: rename it), else OPENAI_DEFAULT_MODEL (the
+# Agents SDK's variable), else the SDK's default. The key is read on the first request, not at import.
 assistant = Agent[AgentContext[dict[str, Any]]](
     name="Assistant",
     instructions="You are a concise, friendly assistant. Answer in plain sentences.",
-    model=get_default_model(),
+    model=os.environ.get("CHAT_MODEL") or get_default_model(),
 )
 # --8<-- [end:agent]
 

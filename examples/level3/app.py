@@ -6,28 +6,30 @@ Run from the folder that holds this package:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from agents import set_tracing_disabled
 from chatkit.server import StreamingResult
-from chatkit.store import NotFoundError
-from fastapi import APIRouter, FastAPI, Request
+from chatkit.store import NotFoundError, Store
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
-from .auth import Authenticator, AuthError, CurrentUser, auth_error_handler
+from .auth import Authenticator, AuthError, auth_error_handler, get_current_user
 from .boundary import Refused, admit
-from .server import ProductionServer
+from .context import RequestContext
+from .server import FeedbackStore, ProductionServer
 from .settings import Settings
-from .store import PostgresStore, create_pool
+from .store import DATABASE_UNAVAILABLE, PostgresStore, create_pool
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +58,13 @@ def install_log_context() -> None:
 
 
 def _drop_answered_not_found(record: logging.LogRecord) -> bool:
-    # The SDK logs a traceback when a stream fails before its first event; for NotFoundError the
-    # endpoint answers 404, so that traceback is noise (one per mistyped or foreign thread id).
-    return not (record.exc_info and isinstance(record.exc_info[1], NotFoundError))
+    # The SDK logs a traceback when a stream fails before its first event. The endpoint answers those it
+    # maps (404 for NotFoundError; 409 for a client tool output with no tool call pending), so their
+    # tracebacks are noise: one per mistyped id or repeated post.
+    error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, ValueError) and "was not a ClientToolCallItem" in str(error):
+        return False
+    return not isinstance(error, NotFoundError)
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s req=%(request_id)s user=%(user_id)s thread=%(thread_id)s %(message)s"
@@ -84,6 +90,14 @@ def describe(exc: ValidationError) -> str:
     return f"{where}: {first['msg']}" + (f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else "")
 
 
+def database_unavailable(exc: BaseException) -> JSONResponse:
+    """503 with Retry-After: a client may retry a request that failed on the database, never a 500."""
+    logger.warning("database unavailable: %r", exc)
+    response = error_response(503, "unavailable", "the database is unavailable or too slow; retry shortly")
+    response.headers["Retry-After"] = "2"
+    return response
+
+
 async def guarded_stream(result: StreamingResult) -> Response:
     """Commit to a 200 stream only once the first event exists: early failures get a real status."""
     events = aiter(result)
@@ -95,6 +109,8 @@ async def guarded_stream(result: StreamingResult) -> Response:
         return error_response(404, "not_found", str(exc))
     except ValueError as exc:  # e.g. a client tool output when no tool call is pending
         return error_response(409, "conflict", str(exc))
+    except DATABASE_UNAVAILABLE as exc:  # down, restarting, or too slow: nothing was answered yet
+        return database_unavailable(exc)
     if first.startswith(b'data: {"type":"error"'):  # e.g. an action aimed at a non-widget item
         return error_response(400, "invalid_action", "the item is not a widget that accepts actions")
     if first.startswith(b'data: {"type":"thread.created"'):
@@ -137,38 +153,79 @@ async def read_body(request: Request, limit: int) -> bytes:
 # --8<-- [end:body-limit]
 
 
-# --8<-- [start:router]
-def chatkit_router(settings: Settings) -> APIRouter:
-    """POST /chatkit and GET /healthz, with a lifespan that opens and closes the database pool.
+# --8<-- [start:hooks]
+# Hooks for an app that already has a database and a login (both optional; see add_chatkit).
+StoreFactory = Callable[[FastAPI], Store[RequestContext]]  # called once at startup, inside the app's lifespan
+UserDependency = Callable[..., Any]  # a FastAPI dependency returning a user id (str) or a RequestContext
 
-    Include it in any FastAPI app: FastAPI runs a router's lifespan inside the app's own.
+
+@runtime_checkable
+class ManagedStore(Protocol):
+    """What the router uses when a store has it: tables it creates at startup, and a probe for /healthz."""
+
+    async def create_schema(self) -> None: ...
+    async def ping(self) -> None: ...
+
+
+def as_context(user: object) -> RequestContext:
+    """The app's user, as the RequestContext the server, the store and the tools receive."""
+    if isinstance(user, RequestContext):
+        return user
+    if isinstance(user, str) and user:
+        return RequestContext(user_id=user)
+    if user is None or user == "":  # an optional-user dependency saying "nobody is signed in"
+        raise AuthError("not signed in")
+    raise TypeError(f"the user dependency returned {type(user).__name__}; return a user id (str) or a RequestContext")
+
+
+# --8<-- [end:hooks]
+
+
+# --8<-- [start:router]
+def chatkit_router(
+    settings: Settings, *, store: StoreFactory | None = None, current_user: UserDependency | None = None
+) -> APIRouter:
+    """POST /chatkit and GET /healthz, with a lifespan that gets the store ready.
+
+    Include it in any FastAPI app: FastAPI runs a router's lifespan inside the app's own, so `store`
+    can return a store on a pool or engine that the app's lifespan opened. Without `store` the router
+    opens (and closes) its own pool on DATABASE_URL; without `current_user` it verifies JWTs itself.
     """
     # Agents SDK traces carry conversation content to OpenAI even when OPENAI_BASE_URL points
     # elsewhere: they stay off unless CHATKIT_TRACING=1.
     set_tracing_disabled(not settings.tracing)
     install_log_context()
 
+    async def start(app: FastAPI, chat_store: Store[RequestContext]) -> None:
+        if isinstance(chat_store, ManagedStore):
+            await chat_store.create_schema()  # idempotent: safe on every start
+        app.state.chatkit = ProductionServer(chat_store, model_timeout=settings.model_timeout)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Misconfiguration fails here, at startup, not at import and not on the first request.
-        app.state.authenticator = Authenticator(settings)
+        if current_user is None:
+            app.state.authenticator = Authenticator(settings)
+        if store is not None:  # the app's own database: the app opened it and the app closes it
+            await start(app, store(app))
+            yield
+            return
         if not settings.database_url:
             raise RuntimeError("DATABASE_URL is not set")
-        pool = await create_pool(settings.database_url)
+        pool = await create_pool(settings.database_url, timeout_seconds=settings.database_timeout)
         try:
-            store = PostgresStore(pool)
-            await store.create_schema()  # idempotent: safe on every start
             app.state.pool = pool
-            app.state.chatkit = ProductionServer(store)
+            await start(app, PostgresStore(pool))
             yield
         finally:
             await pool.close()
 
     router = APIRouter(lifespan=lifespan)
+    authenticate = current_user or get_current_user  # the app's own login, or the JWT Authenticator
 
     @router.post("/chatkit")
-    async def chatkit_endpoint(request: Request, user: CurrentUser) -> Response:
-        context = replace(user, request_id=request.headers.get("x-request-id") or uuid.uuid4().hex)
+    async def chatkit_endpoint(request: Request, user: object = Depends(authenticate)) -> Response:
+        context = replace(as_context(user), request_id=request.headers.get("x-request-id") or uuid.uuid4().hex)
         _log_fields["request_id"].set(context.request_id)
         _log_fields["user_id"].set(context.user_id)
         try:
@@ -184,21 +241,27 @@ def chatkit_router(settings: Settings) -> APIRouter:
         logger.info("chatkit %s", parsed.type)
 
         server: ProductionServer = request.app.state.chatkit
+        if parsed.type == "items.feedback" and not isinstance(server.store, FeedbackStore):
+            return error_response(400, "not_enabled", "feedback is not enabled on this server")  # the app's store
         try:
             result = await server.process(body, context)
         except NotFoundError as exc:
             return error_response(404, "not_found", str(exc))
         except ValueError as exc:  # e.g. a sync action with a bad payload or a non-widget sender
             return error_response(400, "invalid_request", str(exc))
+        except DATABASE_UNAVAILABLE as exc:
+            return database_unavailable(exc)
         if isinstance(result, StreamingResult):
             return await guarded_stream(result)
         return Response(content=result.json, media_type="application/json")
 
     @router.get("/healthz")
     async def healthz(request: Request) -> JSONResponse:
+        chat_store = request.app.state.chatkit.store
+        if not isinstance(chat_store, ManagedStore):  # a store of the app's own, without ping()
+            return JSONResponse({"status": "ok", "database": "unchecked"})
         try:
-            async with request.app.state.pool.acquire(timeout=2) as connection:
-                await connection.fetchval("SELECT 1")
+            await asyncio.wait_for(chat_store.ping(), timeout=2)
         except Exception as exc:  # any database failure means "not ready"
             logger.warning("health check failed: %s", exc)
             return JSONResponse({"status": "unavailable", "database": "down"}, status_code=503)
@@ -211,11 +274,17 @@ def chatkit_router(settings: Settings) -> APIRouter:
 
 
 # --8<-- [start:app]
-def add_chatkit(app: FastAPI, settings: Settings) -> None:
-    """Add ChatKit to an app: the routes, the JSON 401s, and CORS for the listed origins."""
+def add_chatkit(
+    app: FastAPI, settings: Settings, *, store: StoreFactory | None = None, current_user: UserDependency | None = None
+) -> None:
+    """Add Level 3 to an app: the routes, the JSON 401s, and CORS for the listed origins.
+
+    store: `lambda app: PostgresStore(app.state.pool)` (or SQLAlchemyStore on an AsyncEngine) to use
+    the app's own database. current_user: the app's own auth dependency.
+    """
     if "*" in settings.cors_origins:
         raise ValueError("CORS_ORIGINS must list origins; '*' would let any site call the API as the user")
-    app.include_router(chatkit_router(settings))
+    app.include_router(chatkit_router(settings, store=store, current_user=current_user))
     app.add_exception_handler(AuthError, auth_error_handler)  # type: ignore[arg-type]
     if settings.cors_origins:
         app.add_middleware(

@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import anyio
-from agents import Runner
+from agents import Runner, UserError
 from chatkit.actions import Action
 from chatkit.agents import AgentContext, ThreadItemConverter, stream_agent_response
 from chatkit.errors import CustomStreamError
 from chatkit.server import ChatKitServer
+from chatkit.store import Store
 from chatkit.types import (
     AssistantMessageContent,
     AssistantMessageItem,
@@ -33,7 +34,6 @@ from openai.types.responses import ResponseInputContentParam, ResponseInputTextP
 from pydantic import BaseModel, Field, ValidationError
 
 from .context import RequestContext
-from .store import PostgresStore
 from .tools import build_agent, lookup_forecast
 from .widgets.forecast import forecast_widget
 
@@ -70,6 +70,27 @@ class UnitsPayload(SubscribePayload):
 
 
 # --8<-- [end:action-payloads]
+
+
+# --8<-- [start:clicked-card]
+def offered_payload(sender: WidgetItem, action_type: str) -> Any | None:
+    """The payload the stored card offers for `action_type`, or None if it no longer shows that button.
+
+    The server built and stored the card itself, so compare each click with it: a second or stale click
+    (the card changed since it was rendered) and a payload forged for another record change nothing."""
+    pending = [sender.widget.model_dump(mode="json", exclude_none=True)]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            if node.get("type") == action_type and "payload" in node:
+                return node["payload"]
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return None
+
+
+# --8<-- [end:clicked-card]
 
 
 # --8<-- [start:thread-status]
@@ -117,11 +138,23 @@ TO_MODEL = ToModel()
 # --8<-- [end:converter]
 
 
+# --8<-- [start:feedback-store]
+@runtime_checkable
+class FeedbackStore(Protocol):
+    """A store that keeps items.feedback (PostgresStore does); with any other, feedback is not_enabled."""
+
+    async def save_feedback(
+        self, thread_id: str, item_ids: list[str], kind: FeedbackKind, context: RequestContext
+    ) -> None: ...
+
+
+# --8<-- [end:feedback-store]
+
+
 class ProductionServer(ChatKitServer[RequestContext]):
-    def __init__(self, store: PostgresStore) -> None:
+    def __init__(self, store: Store[RequestContext], model_timeout: float = 120.0) -> None:
         super().__init__(store)
-        self.store: PostgresStore = store  # feedback needs more than the Store interface
-        self.agent = build_agent()
+        self.agent = build_agent(model_timeout)
 
     # --8<-- [start:respond]
     async def respond(
@@ -144,8 +177,15 @@ class ProductionServer(ChatKitServer[RequestContext]):
         input_items = await TO_MODEL.to_agent_input(history)
         agent_context = AgentContext(thread=thread, store=self.store, request_context=context)
         result = Runner.run_streamed(self.agent, input_items, context=agent_context)
-        async for event in stream_agent_response(agent_context, result):
-            yield event
+        try:
+            async for event in stream_agent_response(agent_context, result):
+                yield event
+        except UserError as exc:
+            # The Agents SDK wraps what a tool's failure handler raises ("Error running tool ...");
+            # unwrap our CustomStreamError so the user reads its message (see tools.end_the_turn).
+            if isinstance(exc.__cause__, CustomStreamError):
+                raise exc.__cause__ from None
+            raise
 
     # --8<-- [end:respond]
 
@@ -165,6 +205,20 @@ class ProductionServer(ChatKitServer[RequestContext]):
         except ValidationError as exc:
             logger.warning("invalid %s payload: %s", action.type, exc.errors()[:1])
             raise CustomStreamError("That button sent an invalid request.") from exc
+        offered = offered_payload(sender, action.type)
+        if offered is None:  # a second click, or a click on an old render: already done, change nothing
+            yield ThreadItemDoneEvent(
+                item=AssistantMessageItem(
+                    id=self.store.generate_item_id("message", thread, context),
+                    thread_id=thread.id,
+                    created_at=datetime.now(),
+                    content=[AssistantMessageContent(text=f"The daily forecast for {payload.city} is already on.")],
+                )
+            )
+            return
+        if SubscribePayload.model_validate(offered) != payload:  # not what this card's button sends
+            logger.warning("%s payload does not match the clicked card", action.type)
+            raise CustomStreamError("That button sent an invalid request.")
 
         forecast = lookup_forecast(payload.city).in_units(payload.units).model_copy(update={"subscribed": True})
         # Replace the card in place: the server persists it with store.save_item().
@@ -225,7 +279,10 @@ class ProductionServer(ChatKitServer[RequestContext]):
         self, thread_id: str, item_ids: list[str], feedback: FeedbackKind, context: RequestContext
     ) -> None:
         # The SDK's default drops feedback and answers {}. Here it is kept per item and user; an id
-        # that is not the caller's raises NotFoundError, which the endpoint answers with a 404.
+        # that is not the caller's raises NotFoundError, which the endpoint answers with a 404. With
+        # a store that keeps no feedback the endpoint answers not_enabled before this runs.
+        if not isinstance(self.store, FeedbackStore):
+            raise NotImplementedError("this store keeps no feedback")
         await self.store.save_feedback(thread_id, item_ids, feedback, context)
 
     # --8<-- [end:feedback]

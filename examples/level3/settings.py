@@ -32,6 +32,9 @@ class Settings:
     max_body_bytes: int = field(default_factory=lambda: int(os.environ.get("MAX_BODY_BYTES", "1048576")))
     # Agents SDK traces hold conversation content and go to OpenAI: opt in explicitly.
     tracing: bool = field(default_factory=lambda: _flag("CHATKIT_TRACING", False))
+    # Failure bounds: a statement or a new database connection, and a silent model (seconds).
+    database_timeout: float = field(default_factory=lambda: float(os.environ.get("DATABASE_TIMEOUT", "10")))
+    model_timeout: float = field(default_factory=lambda: float(os.environ.get("MODEL_TIMEOUT", "120")))
 
 
 # --8<-- [end:settings]

@@ -80,13 +80,33 @@ async def create_schema(pool: asyncpg.Pool) -> None:
 
 
 # --8<-- [start:pg-pool]
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, timeout_seconds: float = 10.0
+) -> asyncpg.Pool:
     """One pool per process, opened in the app's lifespan and closed when it ends.
+
+    `timeout_seconds` bounds every statement and every new connection (asyncpg waits 60 s to connect,
+    and forever for a statement, by default): a slow or unreachable database ends a request with an
+    error in seconds instead of holding it, and its connection, indefinitely. asyncpg enforces it and
+    cancels the statement on the server, so it needs no server setting.
 
     The store needs nothing from the pool beyond a connection: no init hook, no codec. An app that
     already has an asyncpg pool passes that one to PostgresStore instead.
     """
-    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=30)
+    return await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, timeout=timeout_seconds, command_timeout=timeout_seconds
+    )
+
+
+# What a database outage or a timed-out statement raises: the app answers these with 503, not 500.
+# OSError: refused or reset connections; PostgresConnectionError: a connection that died (class 08);
+# OperatorInterventionError: a shutdown, a restart in progress, a cancelled statement (class 57).
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
 
 
 # --8<-- [end:pg-pool]
@@ -178,6 +198,11 @@ class PostgresStore(Store[RequestContext]):
 
     async def create_schema(self) -> None:
         await create_schema(self.pool)
+
+    async def ping(self) -> None:
+        """One round trip, for /healthz: raises if the database can't be reached."""
+        async with self.pool.acquire(timeout=2) as conn:
+            await conn.fetchval("SELECT 1")
 
     # Override both id generators: the SDK's 8-hex-digit ids collide in a shared table.
     def generate_thread_id(self, context: RequestContext) -> str:

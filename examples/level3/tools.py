@@ -6,9 +6,10 @@ import hashlib
 import logging
 from datetime import datetime
 
-from agents import Agent, RunContextWrapper, StopAtTools, function_tool
+from agents import Agent, ModelSettings, RunContextWrapper, StopAtTools, function_tool
 from agents.models import get_default_model
 from chatkit.agents import AgentContext, ClientToolCall
+from chatkit.errors import CustomStreamError
 from chatkit.types import (
     ProgressUpdateEvent,
     StructuredInputItem,
@@ -39,8 +40,22 @@ def lookup_forecast(city: str) -> Forecast:
     )
 
 
+# --8<-- [start:tool-failure]
+def end_the_turn(ctx: RunContextWrapper[object], error: Exception) -> str:
+    """A tool that raises ends the turn with a message the user can act on; the log keeps the trace.
+
+    The Agents SDK's default instead tells the model "An error occurred while running the tool" and lets
+    it go on: a model that did not get the facts it asked for may answer anyway, from memory.
+    """
+    logger.error("tool %s failed", getattr(ctx, "tool_name", "?"), exc_info=error)
+    raise CustomStreamError("The weather service did not answer. Please try again.", allow_retry=True) from error
+
+
+# --8<-- [end:tool-failure]
+
+
 # --8<-- [start:tool-progress]
-@function_tool
+@function_tool(failure_error_function=end_the_turn)
 async def get_weather(ctx: ToolContext, city: str) -> str:
     """Get the current weather for a city.
 
@@ -60,7 +75,7 @@ async def get_weather(ctx: ToolContext, city: str) -> str:
 
 
 # --8<-- [start:tool-widget]
-@function_tool
+@function_tool(failure_error_function=end_the_turn)
 async def show_forecast(ctx: ToolContext, city: str) -> str:
     """Show the user a forecast card for a city, with buttons to subscribe and to switch units.
 
@@ -119,7 +134,7 @@ async def ask_user(ctx: ToolContext, question: str, options: list[str]) -> str:
 
 
 # --8<-- [start:agent]
-def build_agent() -> Agent[AgentContext[RequestContext]]:
+def build_agent(model_timeout: float = 120.0) -> Agent[AgentContext[RequestContext]]:
     return Agent[AgentContext[RequestContext]](
         name="Weather assistant",
         instructions=(
@@ -131,6 +146,9 @@ def build_agent() -> Agent[AgentContext[RequestContext]]:
         tools=[get_weather, show_forecast, get_user_location, ask_user],
         # A client tool and a question must end the run: the browser, not the server, answers them.
         tool_use_behavior=StopAtTools(stop_at_tool_names=[get_user_location.name, ask_user.name]),
+        # The openai client waits up to 600 s for a model that has gone silent, then retries twice:
+        # bound the wait between two streamed events (the turn then ends with an `error` event).
+        model_settings=ModelSettings(extra_args={"timeout": model_timeout}),
     )
 
 
