@@ -23,13 +23,10 @@ from chatkit_protocol import CHATKIT, create_thread, request, sse_events
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
-from level1.app import create_app as create_level1
-from level2.app import create_app as create_level2
-from level3.app import create_app as create_level3
-from live_server import serve
+from live_server import serve_process
 from request_strategies import request_bodies
 from scripted_model_server import ScriptedModel
-from test_level3 import auth, settings_for
+from test_level3 import SECRET, auth
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0")) or None  # None: the small fixed-seed budget
 SMALL_BUDGET = 60
@@ -69,13 +66,14 @@ class Target:
 
 @pytest.fixture
 def target(level_and_dsn: tuple[str, str], model: ScriptedModel) -> Iterator[Target]:
+    """The level under uvicorn in its own process, as deployed (and with event loops of its own)."""
     level, pg_dsn = level_and_dsn
-    if level == "Level 3":
-        settings = settings_for(pg_dsn, max_body_bytes=1_048_576)  # the default: 1 MB strings reach the store
-        app, users = create_level3(settings), [User("alice", auth("alice")), User("bob", auth("bob"))]
-    else:
-        app, users = (create_level1() if level == "Level 1" else create_level2()), [User("me", {})]
-    with serve(app) as base_url:
+    env, users = {}, [User("me", {})]
+    if level == "Level 3":  # the default body limit (1 MiB), so 1 MB strings reach PostgreSQL
+        env = {"DATABASE_URL": pg_dsn, "JWT_SECRET": SECRET, "MAX_BODY_BYTES": "1048576"}
+        users = [User("alice", auth("alice")), User("bob", auth("bob"))]
+    app_path = {"Level 1": "level1.app:app", "Level 2": "level2.app:app", "Level 3": "level3.app:app"}[level]
+    with serve_process(app_path, env=env) as base_url:
         target = Target(level, base_url, users)
         with httpx.Client(base_url=base_url, timeout=60) as http:
             for user in users:
