@@ -11,7 +11,9 @@ key, deterministic replies. ``POST /v1/responses`` and ``POST /v1/chat/completio
   the next one;
 * streamed answers split text into word deltas, with ``--delay`` seconds between streamed events on
   both endpoints (a Responses event, or a Chat Completions chunk);
-* every request it received is kept, ``GET /_scripted/requests`` returns them.
+* every request it received is kept, ``GET /_scripted/requests`` returns them;
+* ``POST /v1/audio/transcriptions`` (multipart, as the ``openai`` client sends it) answers
+  ``{"text": "Transcript of <n> bytes of <type>"}`` and keeps what it received in ``model.transcriptions``.
 
 Run ``python scripts/scripted_model_server.py --help``.
 """
@@ -30,6 +32,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -117,6 +120,7 @@ class ScriptedModel:
     def __init__(self) -> None:
         self.turns: deque[list[Output] | int] = deque()
         self.requests: list[dict[str, Any]] = []
+        self.transcriptions: list[dict[str, Any]] = []  # model, filename, content_type, size of each upload
         self.gate: threading.Event | None = None
         self.hold_at = 0
         self.delay = 0.0  # seconds between streamed events, on both endpoints; tests may change it
@@ -148,6 +152,7 @@ class ScriptedModel:
     def reset(self) -> None:
         self.turns.clear()
         self.requests.clear()
+        self.transcriptions.clear()
         self.gate = None
         self.drop_at = None
 
@@ -323,6 +328,19 @@ def create_app(model: ScriptedModel | None = None, delay: float = 0.0) -> Starle
         frames = [f"data: {json.dumps(chunk)}\n\n".encode() for chunk in chunks] + [b"data: [DONE]\n\n"]
         return StreamingResponse(paced(frames), media_type="text/event-stream")
 
+    async def transcriptions(request: Request) -> Response:
+        form = await request.form()
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            return JSONResponse({"error": {"message": "file is required", "type": "invalid_request_error"}}, 400)
+        data = await upload.read()
+        media_type = (upload.content_type or "application/octet-stream").split(";")[0]
+        received = {"model": form.get("model"), "filename": upload.filename, "content_type": media_type}
+        state.transcriptions.append({**received, "size": len(data)})
+        if state.turns and isinstance(state.turns[0], int):  # fail_next() applies here too
+            return scripted_failure(int(state.turns.popleft()))
+        return JSONResponse({"text": f"Transcript of {len(data)} bytes of {media_type}"})
+
     async def add_turns(request: Request) -> Response:
         payload = await request.json()
         try:
@@ -342,6 +360,7 @@ def create_app(model: ScriptedModel | None = None, delay: float = 0.0) -> Starle
         routes=[
             Route("/v1/responses", responses, methods=["POST"]),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/audio/transcriptions", transcriptions, methods=["POST"]),
             Route("/_scripted/turns", add_turns, methods=["POST"]),
             Route("/_scripted/requests", list_requests, methods=["GET"]),
             Route("/_scripted/reset", reset, methods=["POST"]),

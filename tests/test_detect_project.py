@@ -182,7 +182,9 @@ def test_the_repositorys_own_examples() -> None:
     """A sanity check on real code: every level's server, store, endpoint and Level 3's pool and auth."""
     report = detect(ROOT / "examples")
     assert {s["name"] for s in report["chatkit"]["servers"]} == {"HelloServer", "AgentServer", "ProductionServer"}
-    assert {s["name"] for s in report["chatkit"]["stores"]} == {"MemoryStore", "PostgresStore", "SQLAlchemyStore"}
+    stores = {s["name"] for s in report["chatkit"]["stores"]}
+    expected = {"MemoryStore", "PostgresStore", "SQLAlchemyStore", "PostgresStoreWithAttachments"}
+    assert stores == expected | {"PostgresAttachmentStore"}
     assert len(report["chatkit"]["routes"]) == 3
     assert {a["uvicorn"] for a in report["fastapi"]["apps"]} == {f"level{n}.app:app" for n in (1, 2, 3)}
     assert report["database"]["stack"] == ["asyncpg"]

@@ -118,7 +118,8 @@ async def valid_request(kind: str, client: httpx.AsyncClient, model: ScriptedMod
         case "attachments.create":
             return request(kind, name="notes.txt", size=5, mime_type="text/plain")
         case "attachments.delete":
-            return request(kind, attachment_id="atc_missing")
+            created = await client.post(CHATKIT, json=await valid_request("attachments.create", client, model, level))
+            return request(kind, attachment_id=created.json()["id"] if created.status_code == 200 else "atc_x")
         case "input.transcribe":
             return request(kind, audio_base64="AAECAw==", mime_type="audio/webm;codecs=opus")
     raise AssertionError(f"no valid request for {kind}")

@@ -666,8 +666,13 @@ async def test_postgres_schema_creation_is_idempotent_and_safe_to_race(pg_dsn: s
         await asyncio.gather(*(create_schema(pool) for _ in range(4)))  # four workers starting at once
         await create_schema(pool)
         tables = await pool.fetch("SELECT tablename FROM pg_tables WHERE tablename LIKE 'chatkit_%' ORDER BY 1")
-        names = [t["tablename"] for t in tables]
-        assert names == ["chatkit_attachments", "chatkit_feedback", "chatkit_items", "chatkit_threads"]
+        assert [t["tablename"] for t in tables] == [
+            "chatkit_attachment_blobs",
+            "chatkit_attachments",
+            "chatkit_feedback",
+            "chatkit_items",
+            "chatkit_threads",
+        ]
     finally:
         await pool.close()
 

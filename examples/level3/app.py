@@ -19,17 +19,34 @@ from typing import Any, Protocol, runtime_checkable
 from agents import set_tracing_disabled
 from chatkit.server import StreamingResult
 from chatkit.store import NotFoundError, Store
+from chatkit.types import (
+    AttachmentsCreateReq,
+    AttachmentsDeleteReq,
+    ChatKitReq,
+    InputTranscribeReq,
+    ThreadsAddUserMessageReq,
+    ThreadsCreateReq,
+)
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
+from .attachments import (
+    PostgresAttachmentStore,
+    PostgresStoreWithAttachments,
+    attachment_router,
+    public_url,
+    require_known_id,
+)
 from .auth import Authenticator, AuthError, auth_error_handler, get_current_user
 from .boundary import Refused, admit
 from .context import RequestContext
+from .dictation import Dictation
+from .errors import RequestError, not_enabled, request_error_handler
 from .server import FeedbackStore, ProductionServer
 from .settings import Settings
-from .store import DATABASE_UNAVAILABLE, PostgresStore, create_pool
+from .store import DATABASE_UNAVAILABLE, create_pool
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +170,38 @@ async def read_body(request: Request, limit: int) -> bytes:
 # --8<-- [end:body-limit]
 
 
+# --8<-- [start:before-processing]
+MAX_ATTACHMENTS_PER_MESSAGE = 20  # each is a query here and a part of the model's input
+
+
+async def check_before_processing(parsed: ChatKitReq, server: ProductionServer, context: RequestContext) -> None:
+    """Refuse what the SDK would only find out mid-stream (after a 200), or would answer with a 500."""
+    match parsed:
+        case AttachmentsCreateReq() | AttachmentsDeleteReq() if server.attachments is None:
+            raise not_enabled("attachments")
+        case AttachmentsDeleteReq():
+            require_known_id(parsed.params.attachment_id)
+        case ThreadsCreateReq() | ThreadsAddUserMessageReq() if server.attachments is None:
+            if parsed.params.input.attachments:
+                raise not_enabled("attachments")
+        case InputTranscribeReq() if server.dictation is None:
+            raise not_enabled("dictation requests")
+        case InputTranscribeReq():
+            server.dictation.check(parsed.params)  # bad base64 400, too long 413, wrong format 415
+        case ThreadsCreateReq() | ThreadsAddUserMessageReq():
+            if len(parsed.params.input.attachments) > MAX_ATTACHMENTS_PER_MESSAGE:
+                raise RequestError(400, "invalid_request", f"at most {MAX_ATTACHMENTS_PER_MESSAGE} attachments")
+            # An unknown or foreign attachment: 404 now, before threads.create has made a thread.
+            for attachment_id in parsed.params.input.attachments:
+                require_known_id(attachment_id)
+                attachment = await server.store.load_attachment(attachment_id, context)
+                if attachment.upload_descriptor is not None:
+                    raise RequestError(409, "conflict", f"attachment {attachment_id} has no bytes yet")
+
+
+# --8<-- [end:before-processing]
+
+
 # --8<-- [start:hooks]
 # Hooks for an app that already has a database and a login (both optional; see add_chatkit).
 StoreFactory = Callable[[FastAPI], Store[RequestContext]]  # called once at startup, inside the app's lifespan
@@ -199,7 +248,13 @@ def chatkit_router(
     async def start(app: FastAPI, chat_store: Store[RequestContext]) -> None:
         if isinstance(chat_store, ManagedStore):
             await chat_store.create_schema()  # idempotent: safe on every start
-        app.state.chatkit = ProductionServer(chat_store, model_timeout=settings.model_timeout)
+        attachments = None  # attachments.* answer 400 not_enabled
+        if isinstance(chat_store, PostgresStoreWithAttachments):  # and a URL secret is configured
+            attachments = PostgresAttachmentStore.for_settings(chat_store, settings)
+        app.state.settings, app.state.attachments = settings, attachments
+        app.state.chatkit = ProductionServer(
+            chat_store, attachments, Dictation(settings), model_timeout=settings.model_timeout
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -215,7 +270,7 @@ def chatkit_router(
         pool = await create_pool(settings.database_url, timeout_seconds=settings.database_timeout)
         try:
             app.state.pool = pool
-            await start(app, PostgresStore(pool))
+            await start(app, PostgresStoreWithAttachments(pool))  # attachments need the subclass
             yield
         finally:
             await pool.close()
@@ -223,9 +278,12 @@ def chatkit_router(
     router = APIRouter(lifespan=lifespan)
     authenticate = current_user or get_current_user  # the app's own login, or the JWT Authenticator
 
+    router.include_router(attachment_router(authenticate, as_context))  # /attachments: upload, download, preview
+
     @router.post("/chatkit")
     async def chatkit_endpoint(request: Request, user: object = Depends(authenticate)) -> Response:
-        context = replace(as_context(user), request_id=request.headers.get("x-request-id") or uuid.uuid4().hex)
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        context = replace(as_context(user), request_id=request_id, public_url=public_url(request))
         _log_fields["request_id"].set(context.request_id)
         _log_fields["user_id"].set(context.user_id)
         try:
@@ -244,6 +302,7 @@ def chatkit_router(
         if parsed.type == "items.feedback" and not isinstance(server.store, FeedbackStore):
             return error_response(400, "not_enabled", "feedback is not enabled on this server")  # the app's store
         try:
+            await check_before_processing(parsed, server, context)
             result = await server.process(body, context)
         except NotFoundError as exc:
             return error_response(404, "not_found", str(exc))
@@ -286,6 +345,7 @@ def add_chatkit(
         raise ValueError("CORS_ORIGINS must list origins; '*' would let any site call the API as the user")
     app.include_router(chatkit_router(settings, store=store, current_user=current_user))
     app.add_exception_handler(AuthError, auth_error_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestError, request_error_handler)  # type: ignore[arg-type]
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

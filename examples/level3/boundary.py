@@ -18,7 +18,6 @@ from chatkit.types import (
     ThreadsCustomActionReq,
     ThreadsListReq,
     ThreadsSyncCustomActionReq,
-    UserMessageInput,
 )
 from pydantic import TypeAdapter, ValidationError
 
@@ -34,12 +33,8 @@ class Refused(Exception):
         self.status, self.code = status, code
 
 
-# What this server does not implement, refused by name: the SDK's defaults would raise (a 500).
-NOT_ENABLED = {
-    "attachments.create": "attachments are not enabled on this server",
-    "attachments.delete": "attachments are not enabled on this server",
-    "input.transcribe": "dictation is not enabled on this server",
-}
+# Attachments and dictation are refused in app.py (check_before_processing) when they are not
+# configured; feedback, when the store keeps none. Everything else is implemented.
 # --8<-- [end:refusals]
 
 # --8<-- [start:text]
@@ -87,11 +82,6 @@ def admit(body: bytes) -> tuple[ChatKitReq, bytes]:
         if exc.errors()[0]["type"] == "json_invalid" and has_lone_surrogate_escape(body):
             raise Refused(400, "invalid_text", INVALID_TEXT) from None
         raise
-    if request.type in NOT_ENABLED:
-        raise Refused(400, "not_enabled", NOT_ENABLED[request.type])
-    message = getattr(request.params, "input", None)
-    if isinstance(message, UserMessageInput) and message.attachments:
-        raise Refused(400, "not_enabled", NOT_ENABLED["attachments.create"])
     if isinstance(request, ThreadsCustomActionReq | ThreadsSyncCustomActionReq):
         check_action(request)
     if unstorable(request.model_dump()):

@@ -14,6 +14,7 @@ class RequestContext:
     tenant_id: str = "default"
     roles: frozenset[str] = field(default_factory=frozenset)
     request_id: str = ""  # for log lines; set by the endpoint
+    public_url: str = ""  # where browsers reach this server (upload and preview URLs); set by the endpoint
 
 
 # --8<-- [end:context]

@@ -17,6 +17,7 @@ from chatkit.store import Store
 from chatkit.types import (
     AssistantMessageContent,
     AssistantMessageItem,
+    AudioInput,
     ClientToolCallItem,
     FeedbackKind,
     HiddenContextItem,
@@ -26,6 +27,7 @@ from chatkit.types import (
     ThreadItemReplacedEvent,
     ThreadMetadata,
     ThreadStreamEvent,
+    TranscriptionResult,
     UserMessageItem,
     UserMessageTagContent,
     WidgetItem,
@@ -33,7 +35,10 @@ from chatkit.types import (
 from openai.types.responses import ResponseInputContentParam, ResponseInputTextParam
 from pydantic import BaseModel, Field, ValidationError
 
+from .attachments import AttachmentConverter, PostgresAttachmentStore
 from .context import RequestContext
+from .dictation import Dictation
+from .errors import not_enabled
 from .tools import build_agent, lookup_forecast
 from .widgets.forecast import forecast_widget
 
@@ -126,15 +131,18 @@ def checked_client_output(call: ClientToolCallItem) -> ClientToolCallItem:
 
 
 # --8<-- [start:converter]
-class ToModel(ThreadItemConverter):
-    """Thread items to model input. simple_to_agent_input() raises on an @-mention (an input_tag part),
+class MentionsAsText(ThreadItemConverter):
+    """Thread items to model input. The default converter raises on an @-mention (an input_tag part),
     after the message is stored: that thread would fail on every later turn. Give the model the tag."""
 
     async def tag_to_message_content(self, tag: UserMessageTagContent) -> ResponseInputContentParam:
         return ResponseInputTextParam(type="input_text", text=f"@{tag.text} (id: {tag.id})")
 
 
-TO_MODEL = ToModel()
+class AttachmentsAndMentions(MentionsAsText, AttachmentConverter):
+    """Images and files from PostgreSQL (attachments.py), and @-mentions as text."""
+
+
 # --8<-- [end:converter]
 
 
@@ -152,9 +160,25 @@ class FeedbackStore(Protocol):
 
 
 class ProductionServer(ChatKitServer[RequestContext]):
-    def __init__(self, store: Store[RequestContext], model_timeout: float = 120.0) -> None:
-        super().__init__(store)
+    # --8<-- [start:server-init]
+    def __init__(
+        self,
+        store: Store[RequestContext],
+        attachments: PostgresAttachmentStore | None = None,  # None: attachments.* answer 400 not_enabled
+        dictation: Dictation | None = None,  # None: input.transcribe answers 400 not_enabled
+        model_timeout: float = 120.0,
+    ) -> None:
+        super().__init__(store, attachment_store=attachments)
+        self.attachments = attachments
+        self.dictation = dictation
         self.agent = build_agent(model_timeout)
+
+    async def transcribe(self, audio_input: AudioInput, context: RequestContext) -> TranscriptionResult:
+        if self.dictation is None:
+            raise not_enabled("dictation requests")
+        return await self.dictation.transcribe(audio_input)
+
+    # --8<-- [end:server-init]
 
     # --8<-- [start:respond]
     async def respond(
@@ -174,7 +198,9 @@ class ProductionServer(ChatKitServer[RequestContext]):
             if checked is not history[-1]:
                 history[-1] = checked
                 yield ThreadItemReplacedEvent(item=checked)  # stored: later turns see the checked form
-        input_items = await TO_MODEL.to_agent_input(history)
+        # Attachments reach the model through the converter: images, PDFs and text files, read from PostgreSQL.
+        converter = AttachmentsAndMentions(self.attachments, context) if self.attachments else MentionsAsText()
+        input_items = await converter.to_agent_input(history)
         agent_context = AgentContext(thread=thread, store=self.store, request_context=context)
         result = Runner.run_streamed(self.agent, input_items, context=agent_context)
         try:

@@ -52,6 +52,17 @@ CREATE TABLE IF NOT EXISTS chatkit_attachments (
     created_at  timestamptz NOT NULL DEFAULT now(),
     data        jsonb       NOT NULL
 );
+-- Attachment bytes (attachments.py): every instance reads them, so no local folder. Deleting the
+-- metadata row deletes the bytes.
+CREATE TABLE IF NOT EXISTS chatkit_attachment_blobs (
+    id          text        PRIMARY KEY REFERENCES chatkit_attachments (id) ON DELETE CASCADE,
+    tenant_id   text        NOT NULL,
+    user_id     text        NOT NULL,
+    bytes       bytea       NOT NULL
+);
+-- The cleanup sweep: uploads no message uses, oldest first. And a deleted thread's attachments.
+CREATE INDEX IF NOT EXISTS chatkit_attachments_unused ON chatkit_attachments (created_at) WHERE thread_id IS NULL;
+CREATE INDEX IF NOT EXISTS chatkit_attachments_thread ON chatkit_attachments (thread_id);
 
 -- items.feedback: one verdict per item and user; it goes when the item goes (a retry deletes items).
 CREATE TABLE IF NOT EXISTS chatkit_feedback (
