@@ -8,13 +8,17 @@ LEVEL ?= 2
 PORT ?= 8000
 PG_BIN_GLOB := /usr/lib/postgresql/*/bin/initdb
 
-.PHONY: run test lint fmt docs docs-build docs-check docs-sync bench scaleout deps postgres nginx chromium clean
+.PHONY: run test fuzz lint fmt docs docs-build docs-check docs-sync bench scaleout deps postgres nginx chromium clean
 
 run: deps $(if $(filter 3,$(LEVEL)),postgres) ## start example LEVEL (default 2) on localhost:$(PORT)
 	$(BIN)/python scripts/run_example.py --level $(LEVEL) --port $(PORT)
 
 test: deps postgres nginx chromium ## the whole suite: examples over HTTP, real PostgreSQL, nginx and a browser, docs drift, mkdocs --strict, ruff
 	OPENAI_AGENTS_DISABLE_TRACING=1 $(BIN)/python -m pytest -q
+
+FUZZ_EXAMPLES ?= 20000
+fuzz: deps postgres ## the generated-input proof at FUZZ_EXAMPLES bodies per level; failures kept in var/hypothesis
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) OPENAI_AGENTS_DISABLE_TRACING=1 $(BIN)/python -m pytest -q -s tests/test_fuzz.py
 
 lint: deps
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

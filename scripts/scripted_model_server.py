@@ -105,8 +105,12 @@ def default_reply(body: dict[str, Any]) -> list[Output]:
     if user_text.startswith("/call "):
         name, _, raw_args = user_text[len("/call ") :].partition(" ")
         offered = {t.get("name") for t in body.get("tools") or []}
-        if name in offered:
-            return [function_call_output(name, json.loads(raw_args or "{}"))]
+        try:
+            arguments = json.loads(raw_args or "{}")
+        except ValueError:  # not a tool call after all: answer it like any other text
+            arguments = None
+        if name in offered and isinstance(arguments, dict):
+            return [function_call_output(name, arguments)]
     return [text_output(f"You said: {user_text}")]
 
 

@@ -18,9 +18,9 @@ from chatkit.store import NotFoundError
 from chatkit.types import Page, ThreadMetadata, ThreadStreamEvent, UserMessageItem
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from level2.app import CHATKIT_REQUEST, describe, error_response, guarded_stream
+from level2.app import describe, error_response, guarded_stream
 from level2.chat_completions import _plain_history
-from level2.server import AgentServer, assistant, title_from
+from level2.server import CHATKIT_REQUEST, AgentServer, assistant, title_from
 from level2.store import MemoryStore
 from openai import AsyncOpenAI
 from pydantic import ValidationError

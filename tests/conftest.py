@@ -104,3 +104,9 @@ async def level3_instances(database_url: str) -> AsyncIterator[tuple[list[str], 
         with ExitStack() as stack, ThreadPoolExecutor(2) as starter:  # the two start side by side
             servers = [serve_process("level3.app:app", env=env) for _ in range(2)]
             yield list(starter.map(stack.enter_context, servers)), dsn
+
+
+@pytest.fixture(params=["Level 1", "Level 2", "Level 3"])
+def level_and_dsn(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """Each example level in turn, with a fresh database for Level 3 only (see tests/level_apps.py)."""
+    return request.param, request.getfixturevalue("pg_dsn") if request.param == "Level 3" else ""

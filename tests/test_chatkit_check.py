@@ -22,25 +22,6 @@ from scripted_model_server import ScriptedModel
 ROOT = Path(__file__).resolve().parent.parent
 ALICE, BOB = ["-H", "X-User: alice"], ["--second-header", "X-User: bob"]
 
-# Checks that fail on the current examples until issue 7 lands (refusals of unimplemented request types,
-# paging bounds, a NUL policy). They run, and report, but don't fail this suite: xfail(strict=False).
-# The lead removes these sets after merging issue 7.
-ISSUE_7_LEVELS_1_2 = {
-    "paging.negative_limit",  # limit -5 answers 200 {"data": [], "has_more": true}
-    "unimplemented.attachments",  # no AttachmentStore: 500
-    "unimplemented.transcribe",  # transcribe() not overridden: 500
-    "unimplemented.feedback",  # feedback on an unknown thread: 200 {}
-    "unimplemented.sync_custom_action",  # sync_action() not overridden: 500
-}
-ISSUE_7_LEVEL_3 = {
-    "paging.negative_limit",  # LIMIT -4 reaches PostgreSQL: 500
-    "text.nul_title",  # jsonb refuses NUL: 500
-    "text.nul_message",
-    "unimplemented.feedback",  # (attachments and transcribe pass since issue 7's Level 3 part)
-    "isolation.feedback",  # feedback on another user's thread: 200 {}
-}
-
-
 async def run_check(url: str, *args: str) -> dict[str, dict[str, str]]:
     """Run the check as a user does; return its results by name (and keep its exit status honest)."""
     command = [sys.executable, "scripts/chatkit_check.py", url, "--json", *args]
@@ -74,12 +55,9 @@ def failures(results: dict[str, dict[str, str]]) -> dict[str, str]:
     return {name: r["detail"] for name, r in results.items() if r["status"] == "fail"}
 
 
-def assert_only(results: dict[str, dict[str, str]], known: set[str]) -> None:
-    """Every check passes or skips, except `known` ones, which are reported as xfail."""
-    unexpected = {n: d for n, d in failures(results).items() if n not in known}
-    assert not unexpected, json.dumps(unexpected, indent=1)
-    if still := sorted(n for n in known if results[n]["status"] == "fail"):
-        pytest.xfail(f"issue 7: {still}")
+def assert_clean(results: dict[str, dict[str, str]]) -> None:
+    """Every check passes or skips."""
+    assert not failures(results), json.dumps(failures(results), indent=1)
 
 
 async def check_app(app: FastAPI, *args: str) -> dict[str, dict[str, str]]:
@@ -96,7 +74,7 @@ async def test_level1_passes(model: ScriptedModel) -> None:
     results = await check_app(create_app(), "--history-turns", "2")  # it can't pass: save the turns
     assert results["history.latest"]["status"] == "skip"  # "Hello, world!" repeats no code
     assert results["stream.incremental"]["status"] == "skip"  # one finished message, no deltas
-    assert_only(results, ISSUE_7_LEVELS_1_2)
+    assert_clean(results)
 
 
 async def test_level2_passes(paced_model: ScriptedModel) -> None:
@@ -105,7 +83,7 @@ async def test_level2_passes(paced_model: ScriptedModel) -> None:
     results = await check_app(create_app())
     for name in ("stream.incremental", "history.latest", "answers.kept", "ids.unique"):
         assert results[name]["status"] == "pass", results[name]
-    assert_only(results, ISSUE_7_LEVELS_1_2)
+    assert_clean(results)
 
 
 async def test_level3_passes_with_two_users(paced_model: ScriptedModel, pg_dsn: str) -> None:
@@ -117,7 +95,7 @@ async def test_level3_passes_with_two_users(paced_model: ScriptedModel, pg_dsn: 
     results = await check_app(create_app(settings_for(pg_dsn)), *users, "--history-turns", "2")
     for name in ("auth.required", "stream.incremental", "history.latest", "isolation.read", "isolation.delete"):
         assert results[name]["status"] == "pass", results[name]
-    assert_only(results, ISSUE_7_LEVEL_3)
+    assert_clean(results)
 
 
 # --- broken servers: the control passes everything, each defect fails by name ------------------------

@@ -132,7 +132,9 @@ async def test_the_token_reaches_respond_the_store_and_the_tools(
         lambda t: request("threads.update", thread_id=t, title="mine now"),
         lambda t: request("threads.delete", thread_id=t),
         lambda t: add_message(t, "let me in"),
-        lambda t: request("threads.custom_action", thread_id=t, action={"type": "forecast.subscribe", "payload": {}}),
+        lambda t: request(
+            "threads.custom_action", thread_id=t, item_id="msg_x", action={"type": "forecast.subscribe", "payload": {}}
+        ),
     ],
     ids=["get_by_id", "items.list", "update", "delete", "add_user_message", "custom_action"],
 )
@@ -182,7 +184,12 @@ async def test_server_tool_streams_progress_then_the_answer(client: httpx.AsyncC
     assert answer.startswith("Tool result: ") and "in Paris" in answer
     # The model received the tool's output and the tool's schema.
     assert model.requests[-1]["input"][-1]["type"] == "function_call_output"
-    assert {t["name"] for t in model.requests[0]["tools"]} == {"get_weather", "show_forecast", "get_user_location"}
+    assert {t["name"] for t in model.requests[0]["tools"]} == {
+        "get_weather",
+        "show_forecast",
+        "get_user_location",
+        "ask_user",
+    }
 
 
 async def _thread_with_widget(client: httpx.AsyncClient, model: ScriptedModel) -> tuple[str, dict[str, Any]]:

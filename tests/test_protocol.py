@@ -167,9 +167,15 @@ async def test_unknown_cursor_is_404(client: httpx.AsyncClient) -> None:
     assert response.status_code == 404
 
 
-async def test_client_tool_output_without_a_pending_call_is_409(client: httpx.AsyncClient) -> None:
+async def test_requests_this_level_does_not_implement_are_400_not_enabled(client: httpx.AsyncClient) -> None:
+    """Levels 1 and 2 have no client tools, questions, widgets, feedback, files or dictation (the full
+    matrix is tests/test_protocol_matrix.py)."""
     thread_id, _ = await new_thread(client)
     body = request("threads.add_client_tool_output", thread_id=thread_id, result={"ok": True})
     response = await client.post(CHATKIT, json=body)
-    assert response.status_code == 409
-    assert "ClientToolCallItem" in response.json()["message"]
+    assert response.status_code == 400
+    assert response.json() == {"error": "not_enabled", "message": "client tools are not enabled on this server"}
+    with_a_file = create_thread("see attached")
+    with_a_file["params"]["input"]["attachments"] = ["atc_1"]
+    response = await client.post(CHATKIT, json=with_a_file)
+    assert response.json() == {"error": "not_enabled", "message": "attachments are not enabled on this server"}

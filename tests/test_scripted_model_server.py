@@ -49,6 +49,10 @@ async def test_slash_call_uses_an_offered_tool(model: ScriptedModel, openai_clie
     assert out.output[0].arguments == '{"city": "Oslo"}'
     plain = await openai_client.responses.create(model="m", input="/call not_offered {}")
     assert plain.output_text.startswith("You said:")
+    # Found by tests/test_fuzz.py: arguments that are not a JSON object were a 500 from the model server.
+    for text in ('/call get_weather {"city": "Oslo"} and more', "/call get_weather [1]", "/call get_weather {"):
+        answer = await openai_client.responses.create(model="m", input=text, tools=[tool])
+        assert answer.output_text == f"You said: {text}"
 
 
 async def test_control_endpoints(model: ScriptedModel) -> None:

@@ -680,6 +680,7 @@ async def test_postgres_schema_creation_is_idempotent_and_safe_to_race(pg_dsn: s
         assert [t["tablename"] for t in tables] == [
             "chatkit_attachment_blobs",
             "chatkit_attachments",
+            "chatkit_feedback",
             "chatkit_items",
             "chatkit_threads",
         ]

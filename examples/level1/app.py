@@ -7,7 +7,9 @@ It imports nothing of its own, so it also runs copied alone as app.py:  uvicorn 
 from __future__ import annotations
 
 # --8<-- [start:imports]
+import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -19,11 +21,14 @@ from chatkit.types import (
     AssistantMessageItem,
     Attachment,
     ChatKitReq,
+    ItemsListReq,
     Page,
     ThreadItem,
     ThreadItemDoneEvent,
     ThreadMetadata,
+    ThreadsListReq,
     ThreadStreamEvent,
+    UserMessageInput,
     UserMessageItem,
     is_streaming_req,
 )
@@ -189,8 +194,82 @@ class HelloServer(ChatKitServer[dict[str, Any]]):
     # --8<-- [end:process]
 
 
-# --8<-- [start:errors]
+# --8<-- [start:boundary]
+class Refused(Exception):
+    """A deliberate 4xx: the endpoint answers {"error": code, "message": str(self)}."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+# Hello world answers messages and nothing else. The SDK's defaults for these would raise (a 500) or
+# silently drop the request (a 200 that lies), so the endpoint refuses them by name.
+NOT_ENABLED = {
+    "threads.add_client_tool_output": "client tools are not enabled on this server",
+    "threads.add_structured_input": "structured input is not enabled on this server",
+    "threads.custom_action": "widget actions are not enabled on this server",
+    "threads.sync_custom_action": "widget actions are not enabled on this server",
+    "items.feedback": "feedback is not enabled on this server",
+    "attachments.create": "attachments are not enabled on this server",
+    "attachments.delete": "attachments are not enabled on this server",
+    "input.transcribe": "dictation is not enabled on this server",
+}
+MAX_PAGE = 100  # threads.list and items.list: null or 0 means the SDK default (20); above 100, 100
+INVALID_TEXT = "text must not contain NUL (\\u0000) or unpaired surrogates (\\ud800-\\udfff)"
+_SURROGATE = re.compile("[\ud800-\udfff]")  # in a decoded str, any of these is unpaired
 CHATKIT_REQUEST = TypeAdapter(ChatKitReq)  # build once: building one costs milliseconds of CPU
+
+
+def unstorable(value: Any) -> bool:
+    """True if any string in a JSON value (keys included) holds NUL or a lone surrogate.
+
+    PostgreSQL stores neither, and a lone surrogate cannot even be encoded as UTF-8: refusing them here
+    keeps a client that works against this server working when the store moves to PostgreSQL.
+    """
+    if isinstance(value, str):
+        return "\x00" in value or _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(unstorable(key) or unstorable(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(unstorable(item) for item in value)
+    return False
+
+
+def has_lone_surrogate_escape(body: bytes) -> bool:
+    """pydantic's parser rejects "\\ud800" as bad JSON; Python's accepts it, so ask Python which it was."""
+    try:
+        return unstorable(json.loads(body))
+    except (ValueError, RecursionError):  # really not JSON, or nested too deep to matter
+        return False
+
+
+def admit(body: bytes) -> ChatKitReq:
+    """The parsed request, for process(); raises Refused or ValidationError."""
+    try:
+        request = CHATKIT_REQUEST.validate_json(body)  # process() would raise the same error as a 500
+    except ValidationError as exc:
+        if exc.errors()[0]["type"] == "json_invalid" and has_lone_surrogate_escape(body):
+            raise Refused(400, "invalid_text", INVALID_TEXT) from None
+        raise
+    if request.type in NOT_ENABLED:
+        raise Refused(400, "not_enabled", NOT_ENABLED[request.type])
+    message = getattr(request.params, "input", None)
+    if isinstance(message, UserMessageInput) and message.attachments:
+        raise Refused(400, "not_enabled", NOT_ENABLED["attachments.create"])
+    if unstorable(request.model_dump()):
+        raise Refused(400, "invalid_text", INVALID_TEXT)
+    if isinstance(request, ThreadsListReq | ItemsListReq) and request.params.limit is not None:
+        if request.params.limit < 0:
+            raise Refused(400, "invalid_request", "params.limit: must be 0 (the default page) or more")
+        request.params.limit = min(request.params.limit, MAX_PAGE)
+    return request
+
+
+# --8<-- [end:boundary]
+
+
+# --8<-- [start:errors]
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # proxies must not buffer the stream
 
 
@@ -245,11 +324,12 @@ def create_app(store: Store[dict[str, Any]] | None = None) -> FastAPI:
 
     @app.post("/chatkit")
     async def chatkit_endpoint(request: Request) -> Response:
-        body = await request.body()
         try:
-            parsed = CHATKIT_REQUEST.validate_json(body)  # process() would raise the same error as a 500
+            parsed = admit(await request.body())  # not enabled, unstorable text, paging: see admit()
         except ValidationError as exc:
             return error_response(400, "invalid_request", describe(exc))
+        except Refused as exc:
+            return error_response(exc.status, exc.code, str(exc))
         try:
             result = await server.process(parsed, context={})
         except NotFoundError as exc:

@@ -18,7 +18,8 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
-from .server import CHATKIT_REQUEST, AgentServer
+from .boundary import Refused, admit
+from .server import AgentServer
 from .store import MemoryStore
 
 logger = logging.getLogger(__name__)
@@ -93,11 +94,12 @@ def chatkit_router(store: Store[dict[str, Any]] | None = None) -> APIRouter:
 
     @router.post("/chatkit")
     async def chatkit_endpoint(request: Request) -> Response:
-        body = await request.body()
         try:
-            parsed = CHATKIT_REQUEST.validate_json(body)  # process() would raise the same error as a 500
+            parsed = admit(await request.body())  # refusals, text and paging rules: boundary.py
         except ValidationError as exc:
             return error_response(400, "invalid_request", describe(exc))
+        except Refused as exc:
+            return error_response(exc.status, exc.code, str(exc))
         try:
             result = await server.process(parsed, context={})
         except NotFoundError as exc:

@@ -9,9 +9,17 @@ from typing import Any
 
 from agents import Agent, Runner
 from agents.models import get_default_model
-from chatkit.agents import AgentContext, simple_to_agent_input, stream_agent_response
+from chatkit.agents import AgentContext, ThreadItemConverter, stream_agent_response
 from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
-from chatkit.types import ChatKitReq, ThreadMetadata, ThreadStreamEvent, UserMessageItem, is_streaming_req
+from chatkit.types import (
+    ChatKitReq,
+    ThreadMetadata,
+    ThreadStreamEvent,
+    UserMessageItem,
+    UserMessageTagContent,
+    is_streaming_req,
+)
+from openai.types.responses import ResponseInputContentParam, ResponseInputTextParam
 from pydantic import TypeAdapter
 
 # --8<-- [end:imports]
@@ -38,6 +46,20 @@ def title_from(message: UserMessageItem) -> str:
 
 # --8<-- [end:title]
 CHATKIT_REQUEST = TypeAdapter(ChatKitReq)  # build once: building one costs milliseconds of CPU
+
+
+# --8<-- [start:converter]
+class ToModel(ThreadItemConverter):
+    """Thread items to model input. simple_to_agent_input() raises on an @-mention (an input_tag part),
+    after the message is stored: that thread would fail on every later turn. Give the model the tag."""
+
+    async def tag_to_message_content(self, tag: UserMessageTagContent) -> ResponseInputContentParam:
+        return ResponseInputTextParam(type="input_text", text=f"@{tag.text} (id: {tag.id})")
+
+
+TO_MODEL = ToModel()
+# --8<-- [end:converter]
+
 # --8<-- [start:history]
 HISTORY_LIMIT = 20  # items of context sent to the model on every turn
 
@@ -56,7 +78,7 @@ class AgentServer(ChatKitServer[dict[str, Any]]):
         # The user message is already stored. "desc" + reversed() = the LAST 20 items,
         # oldest first; order="asc" would send the FIRST 20 of a long thread.
         page = await self.store.load_thread_items(thread.id, None, HISTORY_LIMIT, "desc", context)
-        input_items = await simple_to_agent_input(list(reversed(page.data)))
+        input_items = await TO_MODEL.to_agent_input(list(reversed(page.data)))
 
         agent_context = AgentContext(thread=thread, store=self.store, request_context=context)
         result = Runner.run_streamed(assistant, input_items, context=agent_context)

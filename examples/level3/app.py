@@ -40,10 +40,11 @@ from .attachments import (
     require_known_id,
 )
 from .auth import Authenticator, AuthError, auth_error_handler, get_current_user
+from .boundary import Refused, admit
 from .context import RequestContext
 from .dictation import Dictation
 from .errors import RequestError, not_enabled, request_error_handler
-from .server import CHATKIT_REQUEST, ProductionServer
+from .server import FeedbackStore, ProductionServer
 from .settings import Settings
 from .store import DATABASE_UNAVAILABLE, create_pool
 
@@ -286,17 +287,20 @@ def chatkit_router(
         _log_fields["request_id"].set(context.request_id)
         _log_fields["user_id"].set(context.user_id)
         try:
-            body = await read_body(request, settings.max_body_bytes)
-            parsed = CHATKIT_REQUEST.validate_json(body)  # process() would raise this as a 500
+            parsed = admit(await read_body(request, settings.max_body_bytes))  # see boundary.py
         except BodyTooLarge:
             return error_response(413, "too_large", f"the body exceeds {settings.max_body_bytes} bytes")
         except ValidationError as exc:
             return error_response(400, "invalid_request", describe(exc))
+        except Refused as exc:
+            return error_response(exc.status, exc.code, str(exc))
         if thread_id := getattr(parsed.params, "thread_id", None):
             _log_fields["thread_id"].set(thread_id)
         logger.info("chatkit %s", parsed.type)
 
         server: ProductionServer = request.app.state.chatkit
+        if parsed.type == "items.feedback" and not isinstance(server.store, FeedbackStore):
+            return error_response(400, "not_enabled", "feedback is not enabled on this server")  # the app's store
         try:
             await check_before_processing(parsed, server, context)
             result = await server.process(parsed, context)  # parsed once, here

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import anyio
 from agents import Runner, UserError
@@ -20,6 +20,7 @@ from chatkit.types import (
     AudioInput,
     ChatKitReq,
     ClientToolCallItem,
+    FeedbackKind,
     HiddenContextItem,
     SyncCustomActionResponse,
     ThreadItem,
@@ -29,9 +30,11 @@ from chatkit.types import (
     ThreadStreamEvent,
     TranscriptionResult,
     UserMessageItem,
+    UserMessageTagContent,
     WidgetItem,
     is_streaming_req,
 )
+from openai.types.responses import ResponseInputContentParam, ResponseInputTextParam
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from .attachments import AttachmentConverter, PostgresAttachmentStore
@@ -52,6 +55,12 @@ def title_from(message: UserMessageItem) -> str:
     """A thread title from a message: its text parts, whitespace collapsed, cut to 40 characters."""
     text = " ".join(" ".join(part.text for part in message.content).split())
     return text[:TITLE_LENGTH] or "New chat"
+
+
+# --8<-- [start:action-types]
+STREAMING_ACTIONS = frozenset({"forecast.subscribe"})  # threads.custom_action types that action() handles
+SYNC_ACTIONS = frozenset({"forecast.units"})  # threads.sync_custom_action types that sync_action() handles
+# --8<-- [end:action-types]
 
 
 # --8<-- [start:action-payloads]
@@ -124,6 +133,35 @@ def checked_client_output(call: ClientToolCallItem) -> ClientToolCallItem:
 # --8<-- [end:client-output]
 
 
+# --8<-- [start:converter]
+class MentionsAsText(ThreadItemConverter):
+    """Thread items to model input. The default converter raises on an @-mention (an input_tag part),
+    after the message is stored: that thread would fail on every later turn. Give the model the tag."""
+
+    async def tag_to_message_content(self, tag: UserMessageTagContent) -> ResponseInputContentParam:
+        return ResponseInputTextParam(type="input_text", text=f"@{tag.text} (id: {tag.id})")
+
+
+class AttachmentsAndMentions(MentionsAsText, AttachmentConverter):
+    """Images and files from PostgreSQL (attachments.py), and @-mentions as text."""
+
+
+# --8<-- [end:converter]
+
+
+# --8<-- [start:feedback-store]
+@runtime_checkable
+class FeedbackStore(Protocol):
+    """A store that keeps items.feedback (PostgresStore does); with any other, feedback is not_enabled."""
+
+    async def save_feedback(
+        self, thread_id: str, item_ids: list[str], kind: FeedbackKind, context: RequestContext
+    ) -> None: ...
+
+
+# --8<-- [end:feedback-store]
+
+
 class ProductionServer(ChatKitServer[RequestContext]):
     # --8<-- [start:server-init]
     def __init__(
@@ -179,7 +217,7 @@ class ProductionServer(ChatKitServer[RequestContext]):
                 history[-1] = checked
                 yield ThreadItemReplacedEvent(item=checked)  # stored: later turns see the checked form
         # Attachments reach the model through the converter: images, PDFs and text files, read from PostgreSQL.
-        converter = AttachmentConverter(self.attachments, context) if self.attachments else ThreadItemConverter()
+        converter = AttachmentsAndMentions(self.attachments, context) if self.attachments else MentionsAsText()
         input_items = await converter.to_agent_input(history)
         agent_context = AgentContext(thread=thread, store=self.store, request_context=context)
         result = Runner.run_streamed(self.agent, input_items, context=agent_context)
@@ -279,3 +317,16 @@ class ProductionServer(ChatKitServer[RequestContext]):
         return SyncCustomActionResponse(updated_item=updated)
 
     # --8<-- [end:sync-action]
+
+    # --8<-- [start:feedback]
+    async def add_feedback(
+        self, thread_id: str, item_ids: list[str], feedback: FeedbackKind, context: RequestContext
+    ) -> None:
+        # The SDK's default drops feedback and answers {}. Here it is kept per item and user; an id
+        # that is not the caller's raises NotFoundError, which the endpoint answers with a 404. With
+        # a store that keeps no feedback the endpoint answers not_enabled before this runs.
+        if not isinstance(self.store, FeedbackStore):
+            raise NotImplementedError("this store keeps no feedback")
+        await self.store.save_feedback(thread_id, item_ids, feedback, context)
+
+    # --8<-- [end:feedback]

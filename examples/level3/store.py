@@ -13,7 +13,7 @@ from uuid import uuid4
 
 import asyncpg
 from chatkit.store import NotFoundError, Store, StoreItemType, default_generate_id
-from chatkit.types import Attachment, Page, ThreadItem, ThreadMetadata
+from chatkit.types import Attachment, FeedbackKind, Page, ThreadItem, ThreadMetadata
 from pydantic import TypeAdapter
 
 from .context import RequestContext
@@ -63,6 +63,18 @@ CREATE TABLE IF NOT EXISTS chatkit_attachment_blobs (
 -- The cleanup sweep: uploads no message uses, oldest first. And a deleted thread's attachments.
 CREATE INDEX IF NOT EXISTS chatkit_attachments_unused ON chatkit_attachments (created_at) WHERE thread_id IS NULL;
 CREATE INDEX IF NOT EXISTS chatkit_attachments_thread ON chatkit_attachments (thread_id);
+
+-- items.feedback: one verdict per item and user; it goes when the item goes (a retry deletes items).
+CREATE TABLE IF NOT EXISTS chatkit_feedback (
+    thread_id   text        NOT NULL,
+    item_id     text        NOT NULL,
+    tenant_id   text        NOT NULL,
+    user_id     text        NOT NULL,
+    kind        text        NOT NULL CHECK (kind IN ('positive', 'negative')),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (thread_id, item_id, tenant_id, user_id),
+    FOREIGN KEY (thread_id, item_id) REFERENCES chatkit_items (thread_id, id) ON DELETE CASCADE
+);
 """
 
 
@@ -182,6 +194,13 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
+MAX_PAGE = 100  # the endpoint clamps `limit` already; the store does too, so SQL never sees LIMIT -4
+
+
+def _bounded(limit: int) -> int:
+    return min(max(limit, 1), MAX_PAGE)
+
+
 def _page(rows: list[Any], limit: int) -> Page[Any]:
     """A page from `limit + 1` fetched rows: the extra row only says that there is more."""
     data = rows[:limit]
@@ -264,7 +283,7 @@ class PostgresStore(Store[RequestContext]):
     async def load_threads(
         self, limit: int, after: str | None, order: str, context: RequestContext
     ) -> Page[ThreadMetadata]:
-        order = "desc" if order == "desc" else "asc"
+        order, limit = ("desc" if order == "desc" else "asc"), _bounded(limit)
         async with self.pool.acquire() as conn:
             cursor = _START[order]
             if after is not None:
@@ -306,7 +325,7 @@ class PostgresStore(Store[RequestContext]):
     async def load_thread_items(
         self, thread_id: str, after: str | None, limit: int, order: str, context: RequestContext
     ) -> Page[ThreadItem]:
-        order = "desc" if order == "desc" else "asc"
+        order, limit = ("desc" if order == "desc" else "asc"), _bounded(limit)
         owner = (context.tenant_id, context.user_id)
         cursor = _START[order]  # the first page starts before (asc) or after (desc) every row
         if after is not None:
@@ -419,6 +438,53 @@ class PostgresStore(Store[RequestContext]):
         )
         if deleted is None:
             raise NotFoundError(f"attachment {attachment_id} not found")
+
+    # --8<-- [start:pg-feedback]
+    async def save_feedback(
+        self, thread_id: str, item_ids: list[str], kind: FeedbackKind, context: RequestContext
+    ) -> None:
+        """Record the caller's verdict on items of their thread; a later verdict replaces an earlier one.
+
+        All or nothing: an id that is not an item of this thread (or a thread that is not the caller's)
+        is NotFoundError, and nothing is written.
+        """
+        wanted = sorted(set(item_ids))
+        owner = (context.tenant_id, context.user_id)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._require_thread(conn, thread_id, context)
+            found = await conn.fetch(
+                "SELECT id FROM chatkit_items WHERE thread_id = $1 AND id = ANY($2::text[])"
+                " AND tenant_id = $3 AND user_id = $4",
+                thread_id,
+                wanted,
+                *owner,
+            )
+            if missing := set(wanted) - {row["id"] for row in found}:
+                raise NotFoundError(f"item {min(missing)} not found in thread {thread_id}")
+            await conn.execute(
+                """
+                INSERT INTO chatkit_feedback (thread_id, item_id, tenant_id, user_id, kind)
+                SELECT $1, unnest($2::text[]), $3, $4, $5
+                ON CONFLICT (thread_id, item_id, tenant_id, user_id)
+                    DO UPDATE SET kind = EXCLUDED.kind, created_at = now()
+                """,
+                thread_id,
+                wanted,
+                *owner,
+                kind,
+            )
+
+    async def load_feedback(self, thread_id: str, context: RequestContext) -> dict[str, FeedbackKind]:
+        """The caller's verdicts on a thread's items, by item id (for reports, or to show them again)."""
+        rows = await self.pool.fetch(
+            "SELECT item_id, kind FROM chatkit_feedback WHERE thread_id = $1 AND tenant_id = $2 AND user_id = $3",
+            thread_id,
+            context.tenant_id,
+            context.user_id,
+        )
+        return {row["item_id"]: row["kind"] for row in rows}
+
+    # --8<-- [end:pg-feedback]
 
 
 # --8<-- [end:pg-store]

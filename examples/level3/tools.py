@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from datetime import datetime
 
 from agents import Agent, ModelSettings, RunContextWrapper, StopAtTools, function_tool
 from agents.models import get_default_model
 from chatkit.agents import AgentContext, ClientToolCall
 from chatkit.errors import CustomStreamError
-from chatkit.types import ProgressUpdateEvent
+from chatkit.types import (
+    ProgressUpdateEvent,
+    StructuredInputItem,
+    StructuredInputMultipleChoice,
+    StructuredInputMultipleChoiceOption,
+    ThreadItemDoneEvent,
+)
 
 from .context import RequestContext
 from .widgets.forecast import Day, Forecast, forecast_widget
@@ -96,18 +103,49 @@ async def get_user_location(ctx: ToolContext) -> None:
 # --8<-- [end:tool-client]
 
 
+# --8<-- [start:tool-structured-input]
+@function_tool
+async def ask_user(ctx: ToolContext, question: str, options: list[str]) -> str:
+    """Ask the user to pick one answer, when the request is ambiguous (which city, which units).
+
+    Args:
+        question: The question, in one short sentence.
+        options: Two to five short answers to pick from.
+    """
+    # A structured_input item: the client shows the choices and answers with
+    # threads.add_structured_input; the SDK marks the item answered and respond() runs again.
+    item = StructuredInputItem(
+        id=ctx.context.generate_id("message"),
+        thread_id=ctx.context.thread.id,
+        created_at=datetime.now(),
+        inputs=[
+            StructuredInputMultipleChoice(
+                id="choice",
+                question=question[:200],
+                options=[StructuredInputMultipleChoiceOption(value=option[:100]) for option in options[:5]],
+            )
+        ],
+    )
+    await ctx.context.stream(ThreadItemDoneEvent(item=item))
+    return "The question is on screen; wait for the answer."
+
+
+# --8<-- [end:tool-structured-input]
+
+
 # --8<-- [start:agent]
 def build_agent(model_timeout: float = 120.0) -> Agent[AgentContext[RequestContext]]:
     return Agent[AgentContext[RequestContext]](
         name="Weather assistant",
         instructions=(
             "You help with the weather. Use get_weather for facts, show_forecast when the user wants "
-            "to see a forecast, and get_user_location when you need to know where the user is."
+            "to see a forecast, get_user_location when you need to know where the user is, and ask_user "
+            "when the request is ambiguous."
         ),
         model=get_default_model(),  # OPENAI_DEFAULT_MODEL, read when the app starts
-        tools=[get_weather, show_forecast, get_user_location],
-        # A client tool must end the run: the browser, not the server, produces its output.
-        tool_use_behavior=StopAtTools(stop_at_tool_names=[get_user_location.name]),
+        tools=[get_weather, show_forecast, get_user_location, ask_user],
+        # A client tool and a question must end the run: the browser, not the server, answers them.
+        tool_use_behavior=StopAtTools(stop_at_tool_names=[get_user_location.name, ask_user.name]),
         # The openai client waits up to 600 s for a model that has gone silent, then retries twice:
         # bound the wait between two streamed events (the turn then ends with an `error` event).
         model_settings=ModelSettings(extra_args={"timeout": model_timeout}),
