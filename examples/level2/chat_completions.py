@@ -6,7 +6,12 @@ last. And the SDK's Chat Completions converter rejects the `output_text` parts t
 earlier answers, so every second turn fails. This wrapper fixes both at the model, so respond() and the
 rest of Level 2 stay as they are:
 
-    assistant.model = chat_completions_model("llama3.1")   # in server.py; OPENAI_BASE_URL/KEY read at the first call
+    Agent(..., model=chat_completions_model(os.environ["CHAT_MODEL"]))   # in server.py
+    assistant = assistant.clone(model=chat_completions_model("llama3.1"))  # or on a built agent
+
+Not `assistant.model = ...`: an Agent built without a model took the default model's settings (GPT-5:
+reasoning effort, verbosity), and assigning a model later keeps them and sends them to your server;
+Agent(model=...) and clone(model=...) pick settings that fit. OPENAI_BASE_URL/KEY are read at the first call.
 """
 
 from __future__ import annotations
