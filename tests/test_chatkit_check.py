@@ -22,6 +22,7 @@ from scripted_model_server import ScriptedModel
 ROOT = Path(__file__).resolve().parent.parent
 ALICE, BOB = ["-H", "X-User: alice"], ["--second-header", "X-User: bob"]
 
+
 async def run_check(url: str, *args: str) -> dict[str, dict[str, str]]:
     """Run the check as a user does; return its results by name (and keep its exit status honest)."""
     command = [sys.executable, "scripts/chatkit_check.py", url, "--json", *args]
