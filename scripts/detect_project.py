@@ -887,7 +887,8 @@ def advice(report: dict[str, Any]) -> list[str]:
     for header, where in list(auth["user_headers"].items())[:1]:
         lines.append(
             f"Users are named by the {header} header ({where[0]}): every ChatKit read and write must be scoped by "
-            "it. Level 3's current_user= takes a dependency that returns it; Level 2 has one shared history. "
+            "it. Both levels' add_chatkit(app, current_user=...) take a dependency that returns it (Level 2 "
+            "keeps each user's threads apart in memory). "
             "Refuse a request without it (401); never fall back to a shared 'anonymous' user."
         )
     if auth["patterns"] == ["none"]:

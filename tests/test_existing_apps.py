@@ -13,7 +13,7 @@ import httpx
 import jwt
 import pytest
 from chatkit_protocol import CHATKIT, add_message, assistant_texts, create_thread, new_thread, request, stream
-from existing_apps import notes_api, orders_api, recipes_api
+from existing_apps import notes_api, orders_api, recipes_api, shop_api
 from fastapi import FastAPI
 from level3.app import as_context
 from level3.auth import AuthError
@@ -52,6 +52,20 @@ async def test_level2_joins_an_app_with_its_own_routes_and_lifespan(model: Scrip
         assert assistant_texts(await stream(client, add_message(thread_id, "again"))) == ["You said: again"]
         assert (await client.post(CHATKIT, json={})).status_code == 400
     assert app.state.events == ["started", "stopped"]
+
+
+# Property: with the app's own user dependency, Level 2 keeps users apart and refuses a request without a user.
+async def test_level2_on_the_apps_own_users_keeps_them_apart(model: ScriptedModel) -> None:
+    app = shop_api.create_app()
+    async with running(app, **{"X-Shop-User": "ann"}) as ann, running(app, **{"X-Shop-User": "bob"}) as bob:
+        assert (await ann.get("/products")).json() == ["mug", "tee"]
+        thread_id, _ = await new_thread(ann, "my cart")
+        assert (await bob.post(CHATKIT, json=request("threads.get_by_id", thread_id=thread_id))).status_code == 404
+        assert (await bob.post(CHATKIT, json=request("threads.list"))).json()["data"] == []
+        anonymous = await bob.post(CHATKIT, json=request("threads.list"), headers={"X-Shop-User": ""})
+        assert (anonymous.status_code, anonymous.json()["error"]) == (401, "unauthorized")
+        listed = (await ann.post(CHATKIT, json=request("threads.list"))).json()["data"]
+        assert [t["id"] for t in listed] == [thread_id]
 
 
 # --- Level 3 on the app's asyncpg pool and JWT ------------------------------------------------------

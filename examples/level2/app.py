@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from agents import set_tracing_disabled
 from chatkit.server import StreamingResult
 from chatkit.store import NotFoundError, Store
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
@@ -86,14 +86,29 @@ async def guarded_stream(result: StreamingResult) -> Response:
 
 
 # --8<-- [start:endpoint]
-def chatkit_router(store: Store[dict[str, Any]] | None = None) -> APIRouter:
-    """POST /chatkit as a router; pass a store to share one between apps (or to use your own)."""
+async def no_login() -> str:
+    return ""  # one shared history: fine for a demo, never for an app with users
+
+
+def chatkit_router(
+    store: Store[dict[str, Any]] | None = None, *, current_user: Callable[..., Any] | None = None
+) -> APIRouter:
+    """POST /chatkit as a router; pass a store to share one between apps (or to use your own).
+
+    current_user: the app's own dependency returning the caller's user id (a header a gateway sets, a
+    session): the store then keeps each user's threads apart, and a request without one is a 401.
+    """
     configure_tracing()
     server = AgentServer(store=store or MemoryStore())
     router = APIRouter()
 
+    identify = current_user or no_login  # used as a default: a postponed annotation could not see this local
+
     @router.post("/chatkit")
-    async def chatkit_endpoint(request: Request) -> Response:
+    async def chatkit_endpoint(request: Request, user_id: object = Depends(identify)) -> Response:
+        if current_user is not None and not user_id:
+            return error_response(401, "unauthorized", "not signed in")
+        context = {"user_id": str(user_id)} if user_id else {}  # MemoryStore scopes by context["user_id"]
         try:
             parsed = admit(await request.body())  # refusals, text and paging rules: boundary.py
         except ValidationError as exc:
@@ -101,7 +116,7 @@ def chatkit_router(store: Store[dict[str, Any]] | None = None) -> APIRouter:
         except Refused as exc:
             return error_response(exc.status, exc.code, str(exc))
         try:
-            result = await server.process(parsed, context={})
+            result = await server.process(parsed, context=context)
         except NotFoundError as exc:
             return error_response(404, "not_found", str(exc))
         if isinstance(result, StreamingResult):
@@ -111,9 +126,11 @@ def chatkit_router(store: Store[dict[str, Any]] | None = None) -> APIRouter:
     return router
 
 
-def add_chatkit(app: FastAPI, store: Store[dict[str, Any]] | None = None) -> None:
+def add_chatkit(
+    app: FastAPI, store: Store[dict[str, Any]] | None = None, *, current_user: Callable[..., Any] | None = None
+) -> None:
     """Add Level 2 to an existing app: it keeps its own routes, lifespan and middleware."""
-    app.include_router(chatkit_router(store))
+    app.include_router(chatkit_router(store, current_user=current_user))
 
 
 def create_app(store: Store[dict[str, Any]] | None = None) -> FastAPI:
