@@ -81,21 +81,22 @@ class UnitsPayload(SubscribePayload):
 
 
 # --8<-- [start:clicked-card]
-def offered_payload(sender: WidgetItem, action_type: str) -> Any | None:
-    """The payload the stored card offers for `action_type`, or None if it no longer shows that button.
+def offered_payloads(sender: WidgetItem, action_type: str) -> list[Any]:
+    """Every payload the stored card offers for `action_type`: none once it no longer shows that button.
 
     The server built and stored the card itself, so compare each click with it: a second or stale click
-    (the card changed since it was rendered) and a payload forged for another record change nothing."""
-    pending = [sender.widget.model_dump(mode="json", exclude_none=True)]
+    (the card changed since it was rendered) and a payload forged for another record change nothing.
+    A card (a list, say) may show several buttons of one type: a click must match one of them."""
+    offered, pending = [], [sender.widget.model_dump(mode="json", exclude_none=True)]
     while pending:
         node = pending.pop()
         if isinstance(node, dict):
             if node.get("type") == action_type and "payload" in node:
-                return node["payload"]
+                offered.append(node["payload"])
             pending.extend(node.values())
         elif isinstance(node, list):
             pending.extend(node)
-    return None
+    return offered
 
 
 # --8<-- [end:clicked-card]
@@ -249,8 +250,8 @@ class ProductionServer(ChatKitServer[RequestContext]):
         except ValidationError as exc:
             logger.warning("invalid %s payload: %s", action.type, exc.errors()[:1])
             raise CustomStreamError("That button sent an invalid request.") from exc
-        offered = offered_payload(sender, action.type)
-        if offered is None:  # a second click, or a click on an old render: already done, change nothing
+        offered = offered_payloads(sender, action.type)
+        if not offered:  # a second click, or a click on an old render: already done, change nothing
             yield ThreadItemDoneEvent(
                 item=AssistantMessageItem(
                     id=self.store.generate_item_id("message", thread, context),
@@ -260,7 +261,7 @@ class ProductionServer(ChatKitServer[RequestContext]):
                 )
             )
             return
-        if SubscribePayload.model_validate(offered) != payload:  # not what this card's button sends
+        if payload not in [SubscribePayload.model_validate(p) for p in offered]:  # not what this card's buttons send
             logger.warning("%s payload does not match the clicked card", action.type)
             raise CustomStreamError("That button sent an invalid request.")
 
