@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from chatkit_protocol import add_message, create_thread  # the request bodies, one source for tests and bench
+
 
 @dataclass
 class Reply:
@@ -61,18 +63,6 @@ def thread_id_of(reply: Reply) -> str:
     if reply.status != 200 or not found:
         raise RuntimeError(f"threads.create failed: {reply.status} {reply.body[:300]!r}")
     return found.group(1).decode()
-
-
-def user_input(text: str) -> dict[str, Any]:
-    return {"content": [{"type": "input_text", "text": text}], "attachments": [], "inference_options": {}}
-
-
-def create_thread(text: str) -> dict[str, Any]:
-    return {"type": "threads.create", "params": {"input": user_input(text)}}
-
-
-def add_message(thread_id: str, text: str) -> dict[str, Any]:
-    return {"type": "threads.add_user_message", "params": {"thread_id": thread_id, "input": user_input(text)}}
 
 
 @dataclass

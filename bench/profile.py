@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "examples"), str(ROOT / "bench")]
+sys.path[:0] = [str(ROOT / "examples"), str(ROOT / "bench"), str(ROOT / "tests")]
 
 import httpx  # noqa: E402
 import loadgen  # noqa: E402
