@@ -143,6 +143,20 @@ async def test_level3_runs_on_the_apps_sqlalchemy_engine(orders: httpx.AsyncClie
     assert (await orders.get("/healthz")).json() == {"status": "ok", "database": "up"}
 
 
+# Property: a store without save_feedback (SQLAlchemyStore) refuses feedback by name, never a silent 200.
+async def test_feedback_on_a_store_without_it_is_not_enabled(orders: httpx.AsyncClient) -> None:
+    thread_id, events = await new_thread(orders, "hi")
+    answer = next(
+        e["item"]["id"] for e in events if e["type"] == "thread.item.done" and e["item"]["type"] == "assistant_message"
+    )
+    feedback = {"type": "items.feedback", "params": {"thread_id": thread_id, "item_ids": [answer], "kind": "positive"}}
+    response = await orders.post(CHATKIT, json=feedback)
+    assert (response.status_code, response.json()) == (
+        400,
+        {"error": "not_enabled", "message": "feedback is not enabled on this server"},
+    )
+
+
 async def test_a_context_from_the_apps_dependency_scopes_by_tenant(orders: httpx.AsyncClient) -> None:
     thread_id, _ = await new_thread(orders, "acme only")
     bob = {"X-API-Key": "key-bob"}

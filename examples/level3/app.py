@@ -24,6 +24,7 @@ from chatkit.types import (
     AttachmentsDeleteReq,
     ChatKitReq,
     InputTranscribeReq,
+    ItemsFeedbackReq,
     ThreadsAddUserMessageReq,
     ThreadsCreateReq,
 )
@@ -177,6 +178,8 @@ MAX_ATTACHMENTS_PER_MESSAGE = 20  # each is a query here and a part of the model
 async def check_before_processing(parsed: ChatKitReq, server: ProductionServer, context: RequestContext) -> None:
     """Refuse what the SDK would only find out mid-stream (after a 200), or would answer with a 500."""
     match parsed:
+        case ItemsFeedbackReq() if not isinstance(server.store, FeedbackStore):  # the app's own store
+            raise RequestError(400, "not_enabled", "feedback is not enabled on this server")
         case AttachmentsCreateReq() | AttachmentsDeleteReq() if server.attachments is None:
             raise not_enabled("attachments")
         case AttachmentsDeleteReq():
@@ -299,8 +302,6 @@ def chatkit_router(
         logger.info("chatkit %s", parsed.type)
 
         server: ProductionServer = request.app.state.chatkit
-        if parsed.type == "items.feedback" and not isinstance(server.store, FeedbackStore):
-            return error_response(400, "not_enabled", "feedback is not enabled on this server")  # the app's store
         try:
             await check_before_processing(parsed, server, context)
             result = await server.process(parsed, context)  # parsed once, here
